@@ -1,0 +1,119 @@
+"""All tunable settings of rvs in one dataclass.
+
+Every module takes a `Config` (or the few fields it needs) instead of keeping constants of its
+own, so the CLI, the app, the benchmarks and the tests agree on what "default" means.
+Environment variables `RVS_*` override the defaults (see `Config.from_env`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("RVS_CACHE", Path.home() / ".cache" / "rvs"))
+
+
+def default_data_dir() -> Path:
+    """`../shared/data` beside the project (read-only real data), overridable by RVS_DATA."""
+    return Path(os.environ.get("RVS_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+
+
+@dataclass
+class Config:
+    # --- runtime ---
+    device: str = "auto"  # "auto" picks cuda when available, else cpu
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    data_dir: Path = field(default_factory=default_data_dir)
+
+    # --- input limits (bad input is refused with a clear message) ---
+    max_pixels: int = 64_000_000  # refuse larger images before decoding them
+    max_upload_bytes: int = 40 * 1024 * 1024
+    detect_max_side: int = 1280  # detection runs on a downscaled copy; crops come from the original
+
+    # --- detection (MTCNN) ---
+    min_face_size: int = 20
+    detect_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    min_face_prob: float = 0.90  # faces below this probability are dropped
+    face_size: int = 160
+    # Margin around the MTCNN box, in pixels of the 160x160 crop. Sandberg's models were
+    # evaluated on crops with a margin of 32 px, which this mirrors.
+    margin: int = 32
+    detect_batch_size: int = 32
+
+    # --- embedding (InceptionResnetV1) ---
+    weights: str = "casia-webface"  # casia-webface | vggface2 | path/to/file.safetensors | hf://repo@rev/file
+    embed_batch_size: int = 32
+
+    # --- index (Annoy) ---
+    n_trees: int = 50
+    search_k: int = 150_000  # chosen so recall@10 vs exact >= 0.99 on LFW (bench/retrieval.py)
+
+    # --- search ---
+    k: int = 20
+    # Euclidean distance between unit embeddings (0 = identical, 2 = opposite) below which two
+    # faces count as the same person; calibrated on LFW pairs.txt (python -m rvs eval).
+    match_threshold: float = 1.10
+    vote_k: int = 5  # identity vote over the nearest `vote_k` results under the threshold
+
+    # --- artifacts: where the app's weights + gallery index come from ---
+    # A Hub repo id (pulled with snapshot_download at `hub_revision`), or empty to use `index_dir`.
+    hub_repo: str = ""
+    hub_revision: str = "main"
+    index_dir: Path = field(default_factory=lambda: default_cache_dir() / "index" / "lfw")
+
+    # --- video ---
+    # Frame mode: per-frame pHash, HSV histogram and ORB, fused by the original report's rule.
+    video_frame_fps: float = 0.0  # frames sampled per second of video in frame mode; 0 = every frame
+    video_width: int = 480  # histogram and ORB run on frames downscaled to this width (speed; ORB gains little from more)
+    video_orb_features: int = 500  # ORB keypoints per frame (cache size: 32 bytes each)
+    video_orb_ratio: float = 0.75  # Lowe's ratio test: a match is "good" when best < ratio * second best
+    video_hist_bins_h: int = 16  # HSV histogram over hue x saturation (value left out: robust to brightness)
+    video_hist_bins_s: int = 16
+    video_shortlist: int = 200  # frames re-ranked with ORB: the best by pHash plus the best by histogram
+    # Report's fusion: if the largest of the three similarities exceeds video_fuse_high take the
+    # largest, else the smallest; a frame matches when the fused similarity >= video_match_threshold.
+    video_fuse_high: float = 0.85
+    video_match_threshold: float = 0.98
+    video_segment_gap: float = 1.0  # matches at most this many seconds apart join one segment
+    # Face mode: detect + embed faces in sampled frames, match with `match_threshold`.
+    video_face_fps: float = 2.0
+    video_face_batch: int = 8  # frames per MTCNN batch (memory grows with batch x frame size)
+    # Cache key: sha256 of the whole file up to this size, else of its size, first/last MB and samples.
+    video_full_hash_max_bytes: int = 256 * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, **overrides) -> Config:
+        """Defaults, then `RVS_<FIELD>` environment variables, then explicit overrides."""
+        cfg = cls()
+        for f in dataclasses.fields(cls):
+            env = os.environ.get(f"RVS_{f.name.upper()}")
+            if env is None:
+                continue
+            cur = getattr(cfg, f.name)
+            if isinstance(cur, bool):
+                val = env.lower() in ("1", "true", "yes")
+            elif isinstance(cur, int):
+                val = int(env)
+            elif isinstance(cur, float):
+                val = float(env)
+            elif isinstance(cur, Path):
+                val = Path(env)
+            elif isinstance(cur, tuple):
+                val = tuple(float(x) for x in env.split(","))
+            else:
+                val = env
+            setattr(cfg, f.name, val)
+        return dataclasses.replace(cfg, **overrides)
+
+    def torch_device(self):
+        import torch
+
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)

@@ -1,0 +1,149 @@
+"""Face detection: every face in an image, with box, 5 landmarks, probability and an aligned crop.
+
+Wraps facenet-pytorch's MTCNN. Detection runs on a copy of the image downscaled to at most
+`Config.detect_max_side` (speed, and MTCNN gains nothing from more pixels), while crops are cut
+from the full-resolution original so that small faces in large photos keep their detail.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from rvs.config import Config
+
+
+@dataclass
+class Face:
+    """One detected face.
+
+    box: (x1, y1, x2, y2) in pixels of the original image.
+    landmarks: 5x2 (x, y): left eye, right eye, nose, left mouth corner, right mouth corner.
+    prob: MTCNN face probability in [0, 1].
+    crop: face_size x face_size x 3 uint8 RGB, the box plus margin resized (input to the embedder).
+    """
+
+    box: np.ndarray
+    landmarks: np.ndarray
+    prob: float
+    crop: np.ndarray
+
+    @property
+    def area(self) -> float:
+        return float((self.box[2] - self.box[0]) * (self.box[3] - self.box[1]))
+
+    def to_dict(self) -> dict:
+        return {
+            "box": [round(float(v), 1) for v in self.box],
+            "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
+            "prob": round(float(self.prob), 4),
+        }
+
+
+def crop_face(img: Image.Image, box: np.ndarray, face_size: int = 160, margin: int = 32) -> np.ndarray:
+    """Cut `box` plus a margin (in pixels of the output crop) out of `img`, resized to a square.
+
+    Same geometry as facenet-pytorch's `extract_face`: the margin scales with the box so that a
+    face fills the same share of the crop whatever its size in the photo.
+    """
+    w, h = img.size
+    mx = margin * (box[2] - box[0]) / (face_size - margin)
+    my = margin * (box[3] - box[1]) / (face_size - margin)
+    x1 = int(max(box[0] - mx / 2, 0))
+    y1 = int(max(box[1] - my / 2, 0))
+    x2 = int(min(box[2] + mx / 2, w))
+    y2 = int(min(box[3] + my / 2, h))
+    if x2 <= x1 or y2 <= y1:
+        return np.zeros((face_size, face_size, 3), np.uint8)
+    face = img.crop((x1, y1, x2, y2)).resize((face_size, face_size), Image.BILINEAR)
+    return np.asarray(face, dtype=np.uint8)
+
+
+def select_main_face(faces: Sequence[Face], image_size: tuple[int, int], center_weight: float = 2.0) -> int | None:
+    """Index of the main face: box area minus a penalty for distance from the image centre.
+
+    LFW photos show the labelled person in the centre, often beside bigger or sharper faces;
+    this is facenet-pytorch's `center_weighted_size` rule.
+    """
+    if not faces:
+        return None
+    cx, cy = image_size[0] / 2, image_size[1] / 2
+    scores = []
+    for f in faces:
+        fx, fy = (f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2
+        scores.append(f.area - center_weight * ((fx - cx) ** 2 + (fy - cy) ** 2))
+    return int(np.argmax(scores))
+
+
+class FaceDetector:
+    """MTCNN face detector.
+
+    In: a list of RGB PIL images (any sizes). Out: for each image, a list of `Face`, largest first.
+    """
+
+    def __init__(self, config: Config | None = None):
+        from facenet_pytorch import MTCNN
+
+        self.config = config or Config()
+        c = self.config
+        self.device = c.torch_device()
+        self.mtcnn = MTCNN(
+            image_size=c.face_size,
+            margin=c.margin,
+            min_face_size=c.min_face_size,
+            thresholds=list(c.detect_thresholds),
+            keep_all=True,
+            post_process=False,
+            device=self.device,
+        )
+
+    def _scaled(self, img: Image.Image) -> tuple[Image.Image, float]:
+        side = max(img.size)
+        if side <= self.config.detect_max_side:
+            return img, 1.0
+        s = self.config.detect_max_side / side
+        small = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.BILINEAR)
+        return small, s
+
+    @torch.inference_mode()
+    def detect(self, images: Sequence[Image.Image]) -> list[list[Face]]:
+        """Detect every face in each image; batched over images of equal (downscaled) size."""
+        c = self.config
+        scaled = [self._scaled(im) for im in images]
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, (small, _) in enumerate(scaled):
+            groups[small.size].append(i)
+        out: list[list[Face]] = [[] for _ in images]
+        for idxs in groups.values():
+            for start in range(0, len(idxs), c.detect_batch_size):
+                chunk = idxs[start : start + c.detect_batch_size]
+                batch = [scaled[i][0] for i in chunk]
+                boxes, probs, points = self.mtcnn.detect(batch, landmarks=True)
+                for j, i in enumerate(chunk):
+                    if boxes[j] is None:
+                        continue
+                    s = scaled[i][1]
+                    faces = []
+                    for b, p, lm in zip(boxes[j], probs[j], points[j]):
+                        if p is None or p < c.min_face_prob:
+                            continue
+                        box = np.asarray(b, np.float32) / s
+                        faces.append(
+                            Face(
+                                box=box,
+                                landmarks=np.asarray(lm, np.float32) / s,
+                                prob=float(p),
+                                crop=crop_face(images[i], box, c.face_size, c.margin),
+                            )
+                        )
+                    faces.sort(key=lambda f: -f.area)
+                    out[i] = faces
+        return out
+
+    def detect_one(self, image: Image.Image) -> list[Face]:
+        return self.detect([image])[0]

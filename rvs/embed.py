@@ -1,0 +1,70 @@
+"""Face embedding: aligned 160x160 face crops in, 512-d unit vectors out (InceptionResnetV1)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from rvs.config import Config
+
+
+def standardize(crops: np.ndarray) -> torch.Tensor:
+    """uint8 NxHxWx3 RGB -> float Nx3xHxW in about [-1, 1]: facenet's fixed image standardization,
+    which Sandberg's 2018 models and facenet-pytorch's weights were trained with."""
+    t = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
+    return (t - 127.5) / 128.0
+
+
+def build_model(state_dict: dict | None = None) -> torch.nn.Module:
+    """An `InceptionResnetV1` (facenet-pytorch's class) in eval mode, loaded with `state_dict`."""
+    from facenet_pytorch import InceptionResnetV1
+
+    model = InceptionResnetV1(pretrained=None, classify=False)
+    if state_dict is not None:
+        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+        # The classifier head ("logits.*") is optional; everything else must be there.
+        missing = [k for k in missing if not k.startswith("logits.")]
+        if missing:
+            raise ValueError(f"weights are missing {len(missing)} tensors, e.g. {missing[:3]}")
+    return model.eval()
+
+
+class Embedder:
+    """InceptionResnetV1 face embedder.
+
+    In: face crops as uint8 array N x 160 x 160 x 3 (RGB), e.g. `Face.crop` from rvs.detect.
+    Out: float32 array N x 512, each row L2-normalised, so Euclidean distance d and cosine
+    similarity s relate as d^2 = 2 - 2s.
+    """
+
+    def __init__(self, config: Config | None = None, model: torch.nn.Module | None = None, model_id: str | None = None):
+        self.config = config or Config()
+        self.device = self.config.torch_device()
+        if model is None:
+            from rvs.weights import load_weights
+
+            weights = load_weights(self.config.weights, self.config)
+            model, model_id = build_model(weights.state_dict), weights.model_id
+        self.model = model.to(self.device).eval()
+        self.model_id = model_id or "unknown"
+
+    @torch.inference_mode()
+    def embed(self, crops: np.ndarray | Sequence[np.ndarray], flip: bool = False) -> np.ndarray:
+        """Embed crops in batches of `Config.embed_batch_size`.
+
+        flip: also embed the mirrored crop and average (test-time augmentation; ~2x slower).
+        """
+        crops = np.asarray(crops, dtype=np.uint8) if not isinstance(crops, np.ndarray) else crops
+        if len(crops) == 0:
+            return np.zeros((0, 512), np.float32)
+        bs = self.config.embed_batch_size
+        out = []
+        for start in range(0, len(crops), bs):
+            x = standardize(crops[start : start + bs]).to(self.device)
+            e = self.model(x)
+            if flip:
+                e = e + self.model(torch.flip(x, dims=[3]))
+            out.append(torch.nn.functional.normalize(e, dim=1).float().cpu().numpy())
+        return np.concatenate(out).astype(np.float32)

@@ -1,0 +1,21 @@
+"""User-facing errors: one clear line, no traceback."""
+
+
+class RvsError(Exception):
+    """An error whose message is meant for the person using rvs (CLI, app)."""
+
+
+class BadInputError(RvsError):
+    """The input (image, video, file) cannot be used: missing, corrupt, too large, wrong type."""
+
+
+class NoFaceError(RvsError):
+    """The image was read but no face was found in it."""
+
+
+class IndexError_(RvsError):
+    """The gallery index is missing, truncated or inconsistent with its manifest."""
+
+
+class WeightsError(RvsError):
+    """Model weights are missing, unreachable, or fail verification."""

@@ -1,0 +1,233 @@
+"""The gallery index: Annoy for fast search, exact numpy search as the reference.
+
+An index is a folder:
+    manifest.json    format, model id, metric, counts, Annoy settings, sha256 + size of every file
+    index.ann        Annoy forest over the unit embeddings (angular metric)
+    embeddings.npy   float32 N x D unit embeddings (exact search, rebuilds); loaded without pickle
+    meta.json        per item: identity, image path, face box, detection probability
+
+Distances everywhere are Euclidean distances between unit vectors (0..2); Annoy's "angular"
+metric is exactly that. The folder is written to a temporary sibling and swapped in, and the
+manifest is checked at load, so a crash or a partial copy never yields a silently wrong index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rvs.errors import IndexError_
+
+FORMAT = "rvs-face-index"
+VERSION = 1
+META_FIELDS = ("identity", "path", "box", "prob")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class FaceIndex:
+    """Unit embeddings + metadata, searchable with Annoy (approximate) or numpy (exact).
+
+    embeddings: float32 N x D, rows L2-normalised.
+    meta: dict of equal-length lists, keys META_FIELDS (identity str, path str, box [x1,y1,x2,y2], prob float).
+    """
+
+    embeddings: np.ndarray
+    meta: dict[str, list]
+    model_id: str
+    n_trees: int = 50
+    search_k: int = 150_000
+    manifest: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # saved into the manifest (e.g. source_folder)
+    _annoy: object = None
+
+    def __post_init__(self):
+        self.embeddings = np.ascontiguousarray(self.embeddings, dtype=np.float32)
+        n = len(self.embeddings)
+        for k in META_FIELDS:
+            if len(self.meta.get(k, [])) != n:
+                raise IndexError_(f"metadata field {k!r} has {len(self.meta.get(k, []))} rows for {n} embeddings")
+
+    def __len__(self) -> int:
+        return len(self.embeddings)
+
+    @property
+    def dim(self) -> int:
+        return int(self.embeddings.shape[1]) if len(self.embeddings) else 512
+
+    @property
+    def n_identities(self) -> int:
+        return len(set(self.meta["identity"]))
+
+    # ---- build / save / load ----
+    def build_annoy(self, seed: int = 0):
+        from annoy import AnnoyIndex
+
+        ann = AnnoyIndex(self.dim, "angular")
+        ann.set_seed(seed)
+        for i, v in enumerate(self.embeddings):
+            ann.add_item(i, v)
+        ann.build(self.n_trees, n_jobs=-1)
+        self._annoy = ann
+        return ann
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write the index folder atomically (temporary sibling, then swap)."""
+        out = Path(out_dir)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if self._annoy is None:
+            self.build_annoy()
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        self._annoy.save(str(tmp / "index.ann"), prefault=False)
+        # Annoy's save() mmaps the file it wrote; reload from the final path later.
+        self._annoy.unload()
+        self._annoy = None
+        np.save(tmp / "embeddings.npy", self.embeddings, allow_pickle=False)
+        meta = {k: list(self.meta[k]) for k in META_FIELDS}
+        with open(tmp / "meta.json", "w") as f:
+            json.dump(meta, f)
+        files = {}
+        for name in ("index.ann", "embeddings.npy", "meta.json"):
+            p = tmp / name
+            files[name] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        self.manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "model_id": self.model_id,
+            "metric": "euclidean-unit (annoy angular)",
+            "dim": self.dim,
+            "n_items": len(self),
+            "n_identities": self.n_identities,
+            "n_trees": self.n_trees,
+            "search_k": self.search_k,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "files": files,
+            **self.extra,
+        }
+        write_json_atomic(tmp / "manifest.json", self.manifest)
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+        return out
+
+    @classmethod
+    def load(cls, index_dir: str | os.PathLike, verify: bool = True, expect_model_id: str | None = None) -> FaceIndex:
+        """Load and check an index folder; raise IndexError_ with a clear message if anything is off."""
+        d = Path(index_dir)
+        manifest = read_manifest(d)
+        if verify:
+            verify_files(d, manifest)
+        if expect_model_id is not None and manifest["model_id"] != expect_model_id:
+            raise IndexError_(
+                f"{d}: index was built with model {manifest['model_id']!r}, but the embedder is "
+                f"{expect_model_id!r}; rebuild it with `python -m rvs index`"
+            )
+        try:
+            emb = np.load(d / "embeddings.npy", allow_pickle=False)
+            with open(d / "meta.json") as f:
+                meta = json.load(f)
+        except (OSError, ValueError) as e:
+            raise IndexError_(f"{d}: cannot read index data ({e})") from None
+        if emb.shape != (manifest["n_items"], manifest["dim"]):
+            raise IndexError_(f"{d}: embeddings are {emb.shape}, manifest says ({manifest['n_items']}, {manifest['dim']})")
+        known = {"format", "version", "model_id", "metric", "dim", "n_items", "n_identities", "n_trees", "search_k", "created", "files"}
+        extra = {k: v for k, v in manifest.items() if k not in known}
+        idx = cls(emb, meta, manifest["model_id"], manifest["n_trees"], manifest["search_k"], manifest, extra)
+        from annoy import AnnoyIndex
+
+        ann = AnnoyIndex(idx.dim, "angular")
+        if not ann.load(str(d / "index.ann")) or ann.get_n_items() != len(idx):
+            raise IndexError_(f"{d}: Annoy file holds {ann.get_n_items()} items, manifest says {len(idx)}")
+        idx._annoy = ann
+        return idx
+
+    # ---- search ----
+    def search(self, queries: np.ndarray, k: int = 20, exact: bool = False, search_k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest gallery items for each query row.
+
+        Returns (ids, distances), each n_queries x k (ids -1 / distance inf where fewer than k exist).
+        """
+        q = np.atleast_2d(np.asarray(queries, np.float32))
+        k = max(1, min(k, len(self)))
+        if exact or len(self) == 0:
+            return self.search_exact(q, k)
+        if self._annoy is None:
+            self.build_annoy()
+        sk = self.search_k if search_k is None else search_k
+        ids = np.full((len(q), k), -1, np.int64)
+        dists = np.full((len(q), k), np.inf, np.float32)
+        for r, v in enumerate(q):
+            i, dd = self._annoy.get_nns_by_vector(v, k, search_k=sk, include_distances=True)
+            ids[r, : len(i)] = i
+            dists[r, : len(dd)] = dd
+        return ids, dists
+
+    def search_exact(self, queries: np.ndarray, k: int = 20) -> tuple[np.ndarray, np.ndarray]:
+        q = np.atleast_2d(np.asarray(queries, np.float32))
+        k = max(1, min(k, len(self)))
+        sims = q @ self.embeddings.T
+        ids = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        order = np.take_along_axis(-sims, ids, axis=1).argsort(axis=1)
+        ids = np.take_along_axis(ids, order, axis=1)
+        s = np.take_along_axis(sims, ids, axis=1)
+        return ids.astype(np.int64), np.sqrt(np.clip(2.0 - 2.0 * s, 0.0, None)).astype(np.float32)
+
+    def item(self, i: int) -> dict:
+        return {k: self.meta[k][i] for k in META_FIELDS}
+
+
+def read_manifest(d: Path) -> dict:
+    if not d.exists():
+        raise IndexError_(f"no index at {d}: build one with `python -m rvs index FOLDER --out {d}`")
+    mp = d / "manifest.json"
+    if not mp.exists():
+        raise IndexError_(f"{d}: not an rvs index (no manifest.json)")
+    try:
+        manifest = json.loads(mp.read_text())
+    except ValueError as e:
+        raise IndexError_(f"{d}: manifest.json is corrupt ({e})") from None
+    if manifest.get("format") != FORMAT:
+        raise IndexError_(f"{d}: manifest format is {manifest.get('format')!r}, expected {FORMAT!r}")
+    if manifest.get("version", 0) > VERSION:
+        raise IndexError_(f"{d}: index format version {manifest['version']} is newer than this rvs ({VERSION})")
+    return manifest
+
+
+def verify_files(d: Path, manifest: dict) -> None:
+    """Check every file listed in the manifest: present, right size, right sha256."""
+    for name, info in manifest.get("files", {}).items():
+        p = d / name
+        if not p.exists():
+            raise IndexError_(f"{d}: {name} is missing")
+        size = p.stat().st_size
+        if size != info["bytes"]:
+            raise IndexError_(f"{d}: {name} is {size} bytes, manifest says {info['bytes']} (truncated or replaced)")
+        if sha256_file(p) != info["sha256"]:
+            raise IndexError_(f"{d}: {name} fails its sha256 check (corrupted or replaced)")

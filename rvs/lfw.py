@@ -1,0 +1,117 @@
+"""LFW: image lists and the standard protocols (View 1 people/pairs, View 2 pairs.txt).
+
+Works on any folder-per-person tree laid out like LFW (`<root>/<Name>/<Name>_NNNN.jpg`).
+Real download code for a fresh machine with internet is in `download_lfw`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rvs.config import Config
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+LFW_URL = "https://vis-www.cs.umass.edu/lfw/lfw-deepfunneled.tgz"
+LFW_PAIRS_URL = "https://vis-www.cs.umass.edu/lfw/pairs.txt"
+
+
+def lfw_root(config: Config | None = None) -> Path:
+    """The LFW folder: `<data_dir>/lfw` (holds images_deepfunneled/ and the protocol files)."""
+    return (config or Config()).data_dir / "lfw"
+
+
+def lfw_images_dir(config: Config | None = None) -> Path:
+    return lfw_root(config) / "images_deepfunneled"
+
+
+def image_path(images_dir: Path, name: str, num: int) -> Path:
+    return images_dir / name / f"{name}_{num:04d}.jpg"
+
+
+def list_images(folder: str | Path) -> list[tuple[str, Path]]:
+    """(identity, path) for every image under `folder`, sorted.
+
+    Folder-per-person (LFW style): identity is the sub-folder name. A flat folder: identity is
+    the file name without extension (one identity per image).
+    """
+    folder = Path(folder)
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if p.suffix.lower() in IMAGE_EXTS and p.is_file():
+            rel = p.relative_to(folder)
+            ident = rel.parts[0] if len(rel.parts) > 1 else p.stem
+            out.append((ident, p))
+    return out
+
+
+@dataclass(frozen=True)
+class Pair:
+    name1: str
+    num1: int
+    name2: str
+    num2: int
+    fold: int
+
+    @property
+    def same(self) -> bool:
+        return self.name1 == self.name2
+
+
+def read_pairs(path: str | Path) -> list[Pair]:
+    """Parse `pairs.txt` (View 2: header "10 300", 10 folds of 300 same + 300 different pairs)
+    or `pairsDev*.txt` (View 1: header N, N same then N different pairs; fold 0)."""
+    lines = [ln.split() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    header, rows = lines[0], lines[1:]
+    if len(header) == 2:
+        n_folds, n = int(header[0]), int(header[1])
+    else:
+        n_folds, n = 1, int(header[0])
+    pairs = []
+    for i, r in enumerate(rows):
+        fold = i // (2 * n)
+        if len(r) == 3:
+            pairs.append(Pair(r[0], int(r[1]), r[0], int(r[2]), fold))
+        elif len(r) == 4:
+            pairs.append(Pair(r[0], int(r[1]), r[2], int(r[3]), fold))
+        else:
+            raise ValueError(f"{path}: bad line {i + 2}: {' '.join(r)}")
+    if len(pairs) != n_folds * 2 * n:
+        raise ValueError(f"{path}: expected {n_folds * 2 * n} pairs, read {len(pairs)}")
+    return pairs
+
+
+def read_people(path: str | Path) -> dict[str, int]:
+    """Parse `peopleDevTrain.txt` / `peopleDevTest.txt` (header N, then "Name count")."""
+    lines = [ln.split() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    out: dict[str, int] = {}
+    for r in lines[1:]:
+        if len(r) == 2:
+            out[r[0]] = int(r[1])
+    return out
+
+
+def download_lfw(dest: str | Path) -> Path:
+    """Download and unpack LFW (deep-funneled) and pairs.txt into `dest` (needs internet)."""
+    import tarfile
+
+    import requests
+    from tqdm import tqdm
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    tgz = dest / "lfw-deepfunneled.tgz"
+    with requests.get(LFW_URL, stream=True, timeout=30) as r:
+        r.raise_for_status()
+        total = int(r.headers.get("Content-Length", 0))
+        with open(tgz, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, desc="LFW") as bar:
+            for chunk in r.iter_content(1 << 20):
+                f.write(chunk)
+                bar.update(len(chunk))
+    with tarfile.open(tgz) as t:
+        t.extractall(dest, filter="data")
+    (dest / "lfw-deepfunneled").rename(dest / "images_deepfunneled")
+    r = requests.get(LFW_PAIRS_URL, timeout=30)
+    r.raise_for_status()
+    (dest / "pairs.txt").write_text(r.text)
+    return dest

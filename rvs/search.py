@@ -1,0 +1,183 @@
+"""Image search: an image in, for each face the nearest gallery faces and an identity vote out."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rvs.config import Config
+from rvs.detect import Face, FaceDetector
+from rvs.embed import Embedder
+from rvs.errors import NoFaceError, RvsError
+from rvs.imageio import ImageLike, load_image
+from rvs.index import FaceIndex
+
+
+@dataclass
+class Match:
+    """One gallery face. distance: Euclidean between unit embeddings (0..2; lower = more alike)."""
+
+    rank: int
+    identity: str
+    path: str
+    distance: float
+    box: list[float]
+    item: int
+
+    @property
+    def similarity(self) -> float:
+        """Cosine similarity, from the distance of unit vectors: d^2 = 2 - 2 cos."""
+        return 1.0 - self.distance**2 / 2.0
+
+    def to_dict(self) -> dict:
+        return {
+            "rank": self.rank,
+            "identity": self.identity,
+            "path": self.path,
+            "distance": round(self.distance, 4),
+            "similarity": round(self.similarity, 4),
+            "box": self.box,
+        }
+
+
+@dataclass
+class Vote:
+    """Identity vote over the nearest faces under the match threshold.
+
+    identity is None when no gallery face is within the threshold ("no confident match").
+    confidence: the winner's share of the vote weight (each neighbour under the threshold
+    weighs threshold - distance), so 1.0 means every close neighbour agrees.
+    """
+
+    identity: str | None
+    confidence: float
+    best_distance: float
+    threshold: float
+    support: int = 0
+
+    @property
+    def confident(self) -> bool:
+        return self.identity is not None
+
+    def to_dict(self) -> dict:
+        return {
+            "identity": self.identity,
+            "confidence": round(self.confidence, 3),
+            "best_distance": round(self.best_distance, 4),
+            "threshold": self.threshold,
+            "support": self.support,
+        }
+
+    def describe(self) -> str:
+        if self.identity is None:
+            return f"no confident match (closest distance {self.best_distance:.3f} >= threshold {self.threshold:.2f})"
+        return f"{self.identity} (confidence {self.confidence:.0%}, {self.support} close faces, best distance {self.best_distance:.3f})"
+
+
+@dataclass
+class FaceResult:
+    face_number: int  # 1-based, in the order faces are drawn (largest first)
+    face: Face
+    matches: list[Match]
+    vote: Vote
+
+    def to_dict(self) -> dict:
+        return {"face": self.face_number, **self.face.to_dict(), "vote": self.vote.to_dict(), "matches": [m.to_dict() for m in self.matches]}
+
+
+@dataclass
+class SearchResult:
+    image_size: tuple[int, int]
+    faces: list[FaceResult]
+    n_faces_detected: int
+    model_id: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "image_size": list(self.image_size),
+            "faces_detected": self.n_faces_detected,
+            "model_id": self.model_id,
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            "results": [f.to_dict() for f in self.faces],
+        }
+
+
+def vote(matches: list[Match], threshold: float, vote_k: int) -> Vote:
+    best = matches[0].distance if matches else float("inf")
+    weights: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
+    for m in matches[:vote_k]:
+        if m.distance < threshold:
+            weights[m.identity] += threshold - m.distance
+            counts[m.identity] += 1
+    if not weights:
+        return Vote(None, 0.0, best, threshold)
+    winner = max(weights, key=weights.get)
+    return Vote(winner, weights[winner] / sum(weights.values()), best, threshold, counts[winner])
+
+
+class SearchEngine:
+    """Detect -> embed -> search, with one detector, embedder and index kept in memory.
+
+    `search(image)` takes a path, bytes, PIL image or array; returns a SearchResult.
+    """
+
+    def __init__(self, index: FaceIndex, config: Config | None = None, detector: FaceDetector | None = None, embedder: Embedder | None = None):
+        self.config = config or Config()
+        self.index = index
+        self.detector = detector or FaceDetector(self.config)
+        self.embedder = embedder or Embedder(self.config)
+        if index.model_id != self.embedder.model_id:
+            raise RvsError(
+                f"the index was built with {index.model_id!r} but the embedder is {self.embedder.model_id!r}; "
+                "rebuild the index with `python -m rvs index`"
+            )
+
+    @classmethod
+    def from_index_dir(cls, index_dir: str | Path, config: Config | None = None, **kw) -> SearchEngine:
+        return cls(FaceIndex.load(index_dir), config, **kw)
+
+    def detect(self, image: ImageLike):
+        img = load_image(image, max_pixels=self.config.max_pixels)
+        return img, self.detector.detect_one(img)
+
+    def search(self, image: ImageLike, k: int | None = None, faces: str | int = "all", exact: bool = False) -> SearchResult:
+        """Search every face (faces="all"), the largest ("largest") or the n-th (1-based int).
+
+        Raises BadInputError for unreadable images and NoFaceError when no face is found.
+        """
+        k = k or self.config.k
+        t0 = time.perf_counter()
+        img = load_image(image, max_pixels=self.config.max_pixels)
+        t1 = time.perf_counter()
+        detected = self.detector.detect_one(img)
+        t2 = time.perf_counter()
+        if not detected:
+            raise NoFaceError(f"no face found in the image ({img.width}x{img.height} px); try a larger, frontal, well-lit face")
+        numbers = list(range(1, len(detected) + 1))
+        if faces == "largest":
+            numbers = [1]
+        elif isinstance(faces, int):
+            if not 1 <= faces <= len(detected):
+                raise RvsError(f"face {faces} does not exist: the image has {len(detected)} face(s)")
+            numbers = [faces]
+        chosen = [detected[n - 1] for n in numbers]
+        emb = self.embedder.embed(np.stack([f.crop for f in chosen]))
+        t3 = time.perf_counter()
+        ids, dists = self.index.search(emb, k, exact=exact)
+        t4 = time.perf_counter()
+        results = []
+        for n, f, row_ids, row_d in zip(numbers, chosen, ids, dists):
+            matches = [
+                Match(r + 1, self.index.meta["identity"][i], self.index.meta["path"][i], float(d), self.index.meta["box"][i], int(i))
+                for r, (i, d) in enumerate(zip(row_ids, row_d))
+                if i >= 0
+            ]
+            results.append(FaceResult(n, f, matches, vote(matches, self.config.match_threshold, self.config.vote_k)))
+        timings = {"load": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3, "embed": (t3 - t2) * 1e3, "search": (t4 - t3) * 1e3, "total": (t4 - t0) * 1e3}
+        return SearchResult(img.size, results, len(detected), self.embedder.model_id, timings)
