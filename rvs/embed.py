@@ -13,7 +13,7 @@ from rvs.config import Config
 def standardize(crops: np.ndarray) -> torch.Tensor:
     """uint8 NxHxWx3 RGB -> float Nx3xHxW in about [-1, 1]: facenet's fixed image standardization,
     which Sandberg's 2018 models and facenet-pytorch's weights were trained with."""
-    t = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
+    t = torch.from_numpy(np.array(crops, dtype=np.uint8, copy=True)).permute(0, 3, 1, 2).float()
     return (t - 127.5) / 128.0
 
 

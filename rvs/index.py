@@ -135,7 +135,16 @@ class FaceIndex:
             os.replace(out, old)
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
+        self._load_annoy(out / "index.ann")
         return out
+
+    def _load_annoy(self, path: Path) -> None:
+        from annoy import AnnoyIndex
+
+        ann = AnnoyIndex(self.dim, "angular")
+        if not ann.load(str(path)) or ann.get_n_items() != len(self):
+            raise IndexError_(f"{path.parent}: Annoy file holds {ann.get_n_items()} items, manifest says {len(self)}")
+        self._annoy = ann
 
     @classmethod
     def load(cls, index_dir: str | os.PathLike, verify: bool = True, expect_model_id: str | None = None) -> FaceIndex:
@@ -160,12 +169,7 @@ class FaceIndex:
         known = {"format", "version", "model_id", "metric", "dim", "n_items", "n_identities", "n_trees", "search_k", "created", "files"}
         extra = {k: v for k, v in manifest.items() if k not in known}
         idx = cls(emb, meta, manifest["model_id"], manifest["n_trees"], manifest["search_k"], manifest, extra)
-        from annoy import AnnoyIndex
-
-        ann = AnnoyIndex(idx.dim, "angular")
-        if not ann.load(str(d / "index.ann")) or ann.get_n_items() != len(idx):
-            raise IndexError_(f"{d}: Annoy file holds {ann.get_n_items()} items, manifest says {len(idx)}")
-        idx._annoy = ann
+        idx._load_annoy(d / "index.ann")
         return idx
 
     # ---- search ----

@@ -1,0 +1,93 @@
+"""Shared fixtures: real data from ../shared/data, one detector/embedder per test session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rvs.config import Config, default_data_dir
+
+DATA = default_data_dir()
+LFW = DATA / "lfw" / "images_deepfunneled"
+PHOTOS = DATA / "photos"
+VIDEO = DATA / "videos" / "arcade_faces.mp4"
+
+# LFW people with many images: probes are images 1-2, the gallery holds images 3-5.
+GALLERY_PEOPLE = [
+    "George_W_Bush", "Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder",
+    "Ariel_Sharon", "Hugo_Chavez", "Junichiro_Koizumi", "Jean_Chretien", "John_Ashcroft",
+    "Serena_Williams", "Jacques_Chirac", "Vladimir_Putin", "Luiz_Inacio_Lula_da_Silva", "Gloria_Macapagal_Arroyo",
+    "Jennifer_Capriati", "Lleyton_Hewitt", "Laura_Bush", "Arnold_Schwarzenegger", "Alejandro_Toledo",
+]
+
+
+def lfw_image(name: str, num: int) -> Path:
+    return LFW / name / f"{name}_{num:04d}.jpg"
+
+
+requires_data = pytest.mark.skipif(not LFW.is_dir(), reason=f"real data not found at {DATA}")
+
+
+@pytest.fixture(scope="session")
+def config(tmp_path_factory) -> Config:
+    # Real weights cache (conversion runs once per machine); everything else in a tmp dir.
+    return Config(index_dir=tmp_path_factory.mktemp("index") / "gallery")
+
+
+@pytest.fixture(scope="session")
+def detector(config):
+    from rvs.detect import FaceDetector
+
+    return FaceDetector(config)
+
+
+@pytest.fixture(scope="session")
+def embedder(config):
+    from rvs.embed import Embedder
+
+    return Embedder(config)
+
+
+@pytest.fixture(scope="session")
+def gallery_dir(tmp_path_factory) -> Path:
+    """A folder-per-person gallery of real LFW photos (links, not copies of the data)."""
+    if not LFW.is_dir():
+        pytest.skip(f"real data not found at {DATA}")
+    root = tmp_path_factory.mktemp("gallery_src")
+    for name in GALLERY_PEOPLE:
+        (root / name).mkdir()
+        for num in (3, 4, 5):
+            src = lfw_image(name, num)
+            (root / name / src.name).symlink_to(src)
+    # Distractors: one image each of many other people.
+    for d in sorted(p for p in LFW.iterdir() if p.is_dir())[:120]:
+        if d.name in GALLERY_PEOPLE:
+            continue
+        (root / d.name).mkdir()
+        src = sorted(d.iterdir())[0]
+        (root / d.name / src.name).symlink_to(src)
+    return root
+
+
+@pytest.fixture(scope="session")
+def built_index(gallery_dir, config, detector, embedder):
+    from rvs.gallery import build_index
+
+    index, summary = build_index(gallery_dir, config.index_dir, config, detector=detector, embedder=embedder, progress=False)
+    return index, summary
+
+
+@pytest.fixture(scope="session")
+def engine(built_index, config, detector, embedder):
+    from rvs.search import SearchEngine
+
+    return SearchEngine(built_index[0], config, detector=detector, embedder=embedder)
+
+
+@pytest.fixture
+def index_copy(built_index, config, tmp_path) -> Path:
+    dst = tmp_path / "ix"
+    shutil.copytree(config.index_dir, dst)
+    return dst
