@@ -11,11 +11,33 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
 
 from rvs.config import Config
+
+
+def _fast_imresample(img: torch.Tensor, sz: tuple[int, int]) -> torch.Tensor:
+    """Area resize of one NCHW CPU tensor with OpenCV instead of torch's adaptive_avg_pool2d.
+
+    MTCNN resizes every candidate box separately (thousands of tiny calls per batch); torch's
+    per-call overhead made this a third of detection time. Same area averaging, ~20x cheaper.
+    """
+    if img.device.type != "cpu" or img.shape[0] != 1:
+        return torch.nn.functional.interpolate(img, size=sz, mode="area")
+    hwc = img[0].permute(1, 2, 0).numpy()
+    out = cv2.resize(hwc, (sz[1], sz[0]), interpolation=cv2.INTER_AREA)
+    if out.ndim == 2:
+        out = out[:, :, None]
+    return torch.from_numpy(out).permute(2, 0, 1).unsqueeze(0)
+
+
+def _patch_mtcnn() -> None:
+    from facenet_pytorch.models.utils import detect_face
+
+    detect_face.imresample = _fast_imresample
 
 
 @dataclass
@@ -89,6 +111,7 @@ class FaceDetector:
     def __init__(self, config: Config | None = None):
         from facenet_pytorch import MTCNN
 
+        _patch_mtcnn()
         self.config = config or Config()
         c = self.config
         self.device = c.torch_device()
