@@ -1,0 +1,297 @@
+"""rvs demo: reverse visual search for faces (image tab) and in videos (video tab).
+
+    python app.py [--gallery FOLDER] [--port 7860] [--host 127.0.0.1]
+
+Settings (environment): RVS_HUB_REPO / RVS_HUB_REVISION (pull weights + gallery from the Hub),
+RVS_INDEX_DIR (a local index), RVS_GALLERY (a photo folder for a starter gallery),
+GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (Spaces sets them). See README "App settings".
+
+This file only wires the UI: startup, searching and drawing live in rvs.service and rvs.draw.
+Image inputs are handled with `preprocess=False`: the handler gets Gradio's upload record (a
+path inside Gradio's upload cache) and rvs.imageio reads it, which checks the pixel count from
+the header before decoding and turns a non-image or a corrupt file into a one-line message
+(Gradio's own preprocessing would decode any size and fail with a generic error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from rvs.config import Config
+from rvs.errors import NoFaceError, RvsError
+from rvs.service import Service, face_choices, load_service
+
+log = logging.getLogger("rvs.app")
+
+FRAME_MODE = "Frame similarity (ORB + pHash + histogram)"
+FACE_MODE = "Person (face)"
+# Gradio's temporary copies of uploads and results: swept every 5 min, removed once older than 10
+# (so gone within 15).
+DELETE_CACHE = (300, 600)
+
+CSS = """
+.rvs-header h1 { margin-bottom: 0.2em; }
+.rvs-small, .rvs-small p { font-size: 0.86em; opacity: 0.85; }
+.rvs-status { min-height: 2.5em; }
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def image_source(payload: Any) -> tuple[str | bytes | None, str]:
+    """(what rvs.imageio can read, a name for messages) from a Gradio image payload
+    (preprocess=False): the uploaded file's path, or the bytes of a data: URL (webcam / clipboard
+    in some browsers). The name is the user's file name, never the server's temporary path."""
+    if payload is None:
+        return None, "image"
+    if isinstance(payload, (str, bytes)):
+        return payload, "image"
+    if isinstance(payload, dict):
+        name = Path(str(payload.get("orig_name") or "uploaded image")).name
+        url = payload.get("url") or ""
+        if url.startswith("data:"):
+            try:
+                return base64.b64decode(url.split(",", 1)[1], validate=False), name
+            except (ValueError, IndexError):
+                raise gr.Error("the pasted image could not be decoded") from None
+        if payload.get("path"):
+            return str(payload["path"]), name
+    raise gr.Error("unexpected image payload")
+
+
+def video_source(payload: Any) -> tuple[str | None, str]:
+    """(path of the uploaded video, the user's file name) from a Gradio video payload."""
+    if payload is None:
+        return None, "video"
+    if isinstance(payload, str):
+        return payload, Path(payload).name
+    if isinstance(payload, dict):
+        inner = payload.get("video") if isinstance(payload.get("video"), dict) else payload
+        if inner.get("path"):
+            return str(inner["path"]), Path(str(inner.get("orig_name") or inner["path"])).name
+    raise gr.Error("unexpected video payload")
+
+
+def _fail(e: Exception) -> gr.Error:
+    """Every failure becomes a one-line message in the UI; a bug is logged with its traceback but
+    the app keeps serving (Gradio isolates each request)."""
+    if isinstance(e, RvsError):
+        return gr.Error(str(e), title="Cannot search this")
+    log.exception("unexpected error in a request")
+    return gr.Error(f"unexpected error ({type(e).__name__}); please try another file", title="Error")
+
+
+# ---------------------------------------------------------------------------------------------
+# The UI
+
+
+def header_markdown(service: Service) -> str:
+    lines = "\n".join(f"- {line}" for line in service.status_lines())
+    return f"""# rvs · reverse visual search
+
+Upload a photo to find the most similar faces in a gallery of public figures, or a video and a
+picture to find **when** that picture or person appears in it. Faces are found with MTCNN, embedded
+with FaceNet (Inception-ResNet-v1, 512-d) and looked up in an Annoy index.
+
+{lines}
+"""
+
+
+PRIVACY = (
+    "**Privacy.** Uploads are processed in memory for your request only: nothing is logged or stored by rvs, "
+    "derived video features of uploads are deleted after the search, and Gradio's temporary copies are swept "
+    f"within {sum(DELETE_CACHE) // 60} minutes. **Caveat.** The gallery is LFW, a research benchmark of public "
+    "figures; a match is a similarity, not an identification. Do not use this to identify private people."
+)
+
+
+def build_demo(service: Service) -> gr.Blocks:
+    """The Blocks app for `service` (not launched)."""
+    cfg = service.config
+    example_images = [str(p) for p in service.example_images()]
+    video_examples = _video_examples(service)
+
+    with gr.Blocks(title="rvs: reverse visual search", delete_cache=DELETE_CACHE, analytics_enabled=False) as demo:
+        gr.Markdown(header_markdown(service), elem_classes="rvs-header")
+        with gr.Tab("Image search"):
+            with gr.Row():
+                with gr.Column(scale=4):
+                    query = gr.Image(
+                        label="Photo with a face",
+                        sources=["upload", "webcam", "clipboard"],
+                        type="filepath",
+                        image_mode=None,
+                        height=320,
+                    )
+                    with gr.Row():
+                        face = gr.Dropdown(
+                            choices=face_choices(1),
+                            value="1 (largest)",
+                            label="Face to search",
+                            info="numbers as drawn on the photo",
+                            allow_custom_value=True,
+                            scale=2,
+                        )
+                        k = gr.Slider(1, 50, value=cfg.k, step=1, label="Results (k)", scale=3)
+                    search_btn = gr.Button("Search", variant="primary")
+                    if example_images:
+                        gr.Examples(example_images, inputs=[query], label="Examples (click one, then Search)", examples_per_page=12)
+                with gr.Column(scale=5):
+                    faces_img = gr.Image(elem_id="rvs-faces", label="Faces found", interactive=False, height=320, format="jpeg")
+                    vote_md = gr.Markdown("Upload a photo and press **Search**.", elem_id="rvs-vote", elem_classes="rvs-status")
+            results = gr.Gallery(
+                elem_id="rvs-results",
+                label="Nearest gallery faces (distance: lower = more alike)",
+                columns=5,
+                height="auto",
+                object_fit="contain",
+                format="jpeg",
+                allow_preview=True,
+                preview=False,
+                fit_columns=False,
+            )
+            with gr.Accordion("Result as JSON", open=False):
+                result_json = gr.JSON(label="search result")
+
+        with gr.Tab("Video search"):
+            with gr.Row():
+                with gr.Column(scale=4):
+                    video = gr.Video(label="Video", sources=["upload"], include_audio=True, height=280)
+                    vquery = gr.Image(label="Query: a frame, a screenshot or a photo of the person", type="filepath", image_mode=None, height=220)
+                    mode = gr.Radio([FRAME_MODE, FACE_MODE], value=FRAME_MODE, label="Find")
+                    vsearch_btn = gr.Button("Search the video", variant="primary")
+                    if video_examples:
+                        gr.Examples(
+                            [row[:3] for row in video_examples],
+                            inputs=[video, vquery, mode],
+                            example_labels=[row[3] for row in video_examples],
+                            label="Examples: 4 s of people walking (click one, then Search)",
+                        )
+                with gr.Column(scale=6):
+                    vsummary = gr.Markdown("Upload a video and a query picture.", elem_id="rvs-vsummary", elem_classes="rvs-status")
+                    plot = gr.Image(label="Similarity over time", show_label=False, interactive=False, format="png")
+                    frames = gr.Gallery(
+                        elem_id="rvs-frames",
+                        label="Matching frames (best frame of each segment)",
+                        columns=3,
+                        height="auto",
+                        object_fit="contain",
+                        format="jpeg",
+                        preview=False,
+                        fit_columns=False,
+                    )
+                    segments = gr.Dataframe(
+                        headers=["#", "start", "end", "best frame", "score", "samples"], label="Segments", interactive=False
+                    )
+            with gr.Accordion("Result as JSON", open=False):
+                vjson = gr.JSON(label="video result")
+
+        gr.Markdown(PRIVACY, elem_classes="rvs-small")
+
+        # ---- handlers ----
+        def on_query_change(payload: Any) -> tuple[Any, Any]:
+            src, name = image_source(payload)
+            if src is None:
+                return None, gr.update(choices=face_choices(1), value="1 (largest)")
+            try:
+                annotated, choices = service.preview(src, name)
+            except RvsError as e:
+                gr.Warning(str(e))
+                return None, gr.update(choices=face_choices(1), value="1 (largest)")
+            return annotated, gr.update(choices=choices, value=choices[0])
+
+        def on_search(payload: Any, face_value: Any, k_value: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+            src, name = image_source(payload)
+            if src is None:
+                raise gr.Error("upload a photo first (or click an example)", title="No photo")
+            progress(0.1, desc="detecting and embedding faces")
+            try:
+                ans = service.search_image(src, face_value, int(k_value or cfg.k), name=name)
+            except NoFaceError as e:
+                gr.Warning(str(e))
+                msg = f"**No face found.** {e}"
+                return None, [], msg, {"error": str(e), "results": []}, gr.update()
+            except Exception as e:
+                raise _fail(e) from None
+            return ans.annotated, ans.matches, ans.summary, ans.data, gr.update(choices=ans.face_choices, value=ans.face_value)
+
+        def on_video(vpayload: Any, qpayload: Any, mode_value: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+            m = "face" if any(w in str(mode_value).lower() for w in ("face", "person")) else "frame"  # label or "face"/"frame"
+            progress(0.0, desc="reading the video")
+            try:
+                qsrc, qname = image_source(qpayload)
+                vsrc, vname = video_source(vpayload)
+                ans = service.search_video(
+                    vsrc, qsrc, m, progress=lambda f, d: progress(f, desc=d), query_name=qname, video_name=vname
+                )
+            except Exception as e:
+                raise _fail(e) from None
+            table = pd.DataFrame(ans.rows, columns=ans.headers)
+            return ans.frames, ans.plot, table, ans.summary, ans.data
+
+        # One concurrency group: at most 2 CPU-heavy jobs (detect, search, video) at a time on 2 cores.
+        cpu = {"preprocess": False, "concurrency_id": "rvs-cpu"}
+        query.change(on_query_change, [query], [faces_img, face], api_name="detect_faces", show_progress="minimal", **cpu)
+        search_btn.click(on_search, [query, face, k], [faces_img, results, vote_md, result_json, face], api_name="search_image", **cpu)
+        vsearch_btn.click(on_video, [video, vquery, mode], [frames, plot, segments, vsummary, vjson], api_name="search_video", **cpu)
+    return demo
+
+
+def _video_examples(service: Service) -> list[list[Any]]:
+    """The bundled sample video with a frame of it (frame mode) and a face from it (person mode)."""
+    try:
+        pairs = service.video_examples()
+    except Exception as e:  # examples are a nicety: never stop the app for them
+        log.warning("no video examples: %s", e)
+        return []
+    labels = {"frame": "Find this frame of the video (a still at 2.00 s)", "face": "Find this person (a face seen at 1.00 s)"}
+    return [[str(v), str(q), FACE_MODE if m == "face" else FRAME_MODE, labels[m]] for v, q, m in pairs]
+
+
+def example_paths(service: Service) -> list[str]:
+    """Files the app may serve besides its cache: the example inputs, and nothing else."""
+    paths = [*service.example_images(), *(p for row in _video_examples(service) for p in row[:2])]
+    return [str(p) for p in paths]
+
+
+def launch(demo: gr.Blocks, service: Service, host: str, port: int | None, **kw: Any) -> Any:
+    """Queue + launch with the app's limits: 2 requests at a time (2 cores), 64 waiting, uploads
+    capped at Config.max_upload_bytes."""
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        max_file_size=service.config.max_upload_bytes,
+        allowed_paths=example_paths(service),
+        theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="blue"),
+        css=CSS,
+        show_error=True,
+        footer_links=["api"],
+        **kw,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="rvs demo (Gradio)")
+    p.add_argument("--gallery", help="photo folder for a starter gallery (folder per person, like LFW); default RVS_GALLERY")
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="0.0.0.0 to listen on all interfaces")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request otherwise
+    service = load_service(Config.from_env(), gallery=args.gallery)
+    launch(build_demo(service), service, args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,681 @@
+"""The demo's back end: where the model and gallery come from, one search engine, answers ready to show.
+
+`load_service(config)` runs once at app start:
+
+1. `--gallery FOLDER` / `RVS_GALLERY` given: a starter gallery built from that folder (below).
+2. else `rvs.hub.resolve_artifacts(config)`: the Hub repo `RVS_HUB_REPO@RVS_HUB_REVISION` (or a
+   cached snapshot of it), or the local index `RVS_INDEX_DIR`.
+3. if that fails (Hub unreachable, not configured, index missing): offline, the default converted
+   weights with the local index at `config.index_dir`; if there is none, a *starter* gallery built
+   from `config.data_dir/lfw/images_deepfunneled`: the 300 people with the most photos, up to 3
+   each (~900 images, 1-3 min on 2 cores), saved to `cache_dir/index/lfw-starter` and reused.
+4. nothing at all: the service still starts (video frame search needs no gallery) and image
+   search answers with what to do.
+
+`Service` holds the engine and turns searches into display-ready answers (annotated query,
+captioned thumbnails, vote text, plot), with no UI framework code: app.py stays a thin layer.
+
+Threads: Gradio runs handlers in worker threads. The detector and embedder are torch modules
+used under `torch.inference_mode` (no shared mutable state), Annoy reads are thread-safe, and the
+thumbnail cache is an `lru_cache` (internally locked), so searches run concurrently without a lock.
+Video search loads its models lazily behind its own lock (rvs.video_faces).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from rvs.config import Config
+from rvs.draw import crop_box, draw_faces, fit, format_time, placeholder_tile, similarity_plot
+from rvs.errors import BadInputError, IndexError_, RvsError
+from rvs.hub import Artifacts, resolve_artifacts
+from rvs.imageio import ImageLike, load_image
+from rvs.index import FaceIndex
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+
+STARTER_PEOPLE = 300
+STARTER_PER_PERSON = 3
+STARTER_NAME = "lfw-starter"
+FULL_INDEX_HINT = "make index   (= python -m rvs index ../shared/data/lfw/images_deepfunneled)"
+# LFW people with many photos: the example probes are their first photo not in the gallery.
+PROBE_PEOPLE = ["George_W_Bush", "Colin_Powell", "Serena_Williams", "Tony_Blair", "Gerhard_Schroeder", "Hugo_Chavez"]
+MAX_VIDEO_FRAMES_SHOWN = 12
+THUMB = 192
+
+
+def _say(msg: str) -> None:
+    """Startup messages go to stderr: visible in a terminal and in the Spaces log."""
+    print(f"[rvs] {msg}", file=sys.stderr, flush=True)
+
+
+def lfw_folder(config: Config) -> Path:
+    return Path(config.data_dir) / "lfw" / "images_deepfunneled"
+
+
+# ---------------------------------------------------------------------------------------------
+# Starter gallery
+
+
+def starter_selection(folder: Path, people: int = STARTER_PEOPLE, per_person: int = STARTER_PER_PERSON) -> list[tuple[str, list[Path]]]:
+    """(identity, images) of the `people` identities with the most images, `per_person` each
+    (first in name order); 0 means no limit. Folder-per-person trees (LFW) group by sub-folder;
+    a flat folder counts each image as its own identity."""
+    from rvs.lfw import list_images
+
+    groups: dict[str, list[Path]] = {}
+    for ident, path in list_images(folder):
+        groups.setdefault(ident, []).append(path)
+    ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    if people > 0:
+        ranked = ranked[:people]
+    return [(ident, sorted(paths)[:per_person] if per_person > 0 else sorted(paths)) for ident, paths in ranked]
+
+
+def _selection_digest(folder: Path, selection: list[tuple[str, list[Path]]], model_id: str) -> str:
+    h = hashlib.sha256(f"{folder.resolve()}\0{model_id}".encode())
+    for _, paths in selection:
+        for p in paths:
+            h.update(str(p.relative_to(folder)).encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def starter_dir(config: Config, folder: Path) -> Path:
+    """`cache_dir/index/lfw-starter` for LFW; `<name>-starter-<hash>` for any other folder, so two
+    galleries never overwrite each other."""
+    base = Path(config.cache_dir) / "index"
+    if folder.resolve() == lfw_folder(config).resolve():
+        return base / STARTER_NAME
+    tag = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]
+    return base / f"{folder.name or 'gallery'}-starter-{tag}"
+
+
+def build_starter(
+    folder: str | os.PathLike,
+    config: Config,
+    detector: Any = None,
+    embedder: Any = None,
+    people: int = STARTER_PEOPLE,
+    per_person: int = STARTER_PER_PERSON,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> tuple[FaceIndex, Path]:
+    """The starter gallery index of `folder` (see `starter_selection`), reused from disk when an
+    index of the same selection and model exists, else built (tqdm progress bar) and saved.
+
+    The selection is indexed through a temporary folder of symlinks, so `rvs.gallery.build_index`
+    does the work and the photos are never copied; the saved index points at `folder` itself.
+    """
+    from rvs.embed import Embedder
+    from rvs.gallery import build_index
+
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise RvsError(f"gallery folder {folder} does not exist")
+    out = Path(out_dir) if out_dir is not None else starter_dir(config, folder)
+    embedder = embedder or Embedder(config)
+    selection = starter_selection(folder, people, per_person)
+    n_images = sum(len(p) for _, p in selection)
+    if not n_images:
+        raise RvsError(f"gallery folder {folder} holds no images")
+    digest = _selection_digest(folder, selection, embedder.model_id)
+    try:
+        index = FaceIndex.load(out, expect_model_id=embedder.model_id)
+        if index.extra.get("starter_digest") == digest:
+            return index, out
+        _say(f"the starter gallery at {out} is out of date; rebuilding it")
+    except IndexError_:
+        pass
+    _say(
+        f"building a starter gallery: {n_images} images of {len(selection)} people from {folder} -> {out} "
+        f"(once; about {max(1, round(n_images / 6 / 60))} min on 2 cores)"
+    )
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="rvs-starter-") as tmp:
+        root = Path(tmp)
+        for _, paths in selection:
+            for p in paths:
+                link = root / p.relative_to(folder)
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(p.resolve())
+        index, summary = build_index(root, None, config, detector=detector, embedder=embedder, progress=progress)
+    # Paths in the index are relative to the link folder, which mirrors `folder`.
+    index.extra.update(
+        source_folder=str(folder.resolve()),
+        starter_digest=digest,
+        starter={"people": len(selection), "per_person": per_person, "images": n_images},
+    )
+    index.save(out)
+    _say(
+        f"starter gallery ready: {summary['faces_indexed']} faces of {summary['identities']} people in "
+        f"{time.perf_counter() - t0:.0f} s ({summary['images_without_face']} images without a face)"
+    )
+    return index, out
+
+
+# ---------------------------------------------------------------------------------------------
+# Answers (what the UI shows)
+
+
+@dataclass
+class ImageAnswer:
+    """An image search, ready to display.
+
+    annotated: the query with every face boxed and numbered (searched faces highlighted).
+    face_choices / face_value: the face picker's options ("1 (largest)", "2", ..., "all") and value.
+    matches: (thumbnail, caption) of the nearest gallery faces, e.g. "Colin Powell · 0.532".
+    summary: markdown: identity vote(s) and timings. data: the SearchResult as a dict (API users).
+    """
+
+    annotated: Image.Image
+    face_choices: list[str]
+    face_value: str
+    matches: list[tuple[Image.Image, str]]
+    summary: str
+    data: dict
+
+
+@dataclass
+class VideoAnswer:
+    """A video search, ready to display: frames (image, "00:02.04 · score 0.99"), a similarity
+    over time plot, one table row per segment, a markdown summary and the result as a dict."""
+
+    frames: list[tuple[Image.Image, str]]
+    plot: Image.Image
+    rows: list[list[Any]]
+    summary: str
+    data: dict
+    headers: list[str] = field(default_factory=lambda: ["#", "start", "end", "best frame", "score", "samples"])
+
+
+def face_choices(n: int) -> list[str]:
+    """The face picker's options for an image with n faces (numbers follow the boxes drawn)."""
+    if n <= 0:
+        return ["1 (largest)"]
+    return ["1 (largest)", *[str(i) for i in range(2, n + 1)], *(["all"] if n > 1 else [])]
+
+
+def parse_face(value: str | int | None) -> str | int:
+    """"all" | face number (1-based) from the picker's value ("1 (largest)", "2", "all", "largest")."""
+    if value is None:
+        return 1
+    if isinstance(value, int):
+        return value
+    v = str(value).strip().lower()
+    if v in ("", "largest"):
+        return 1
+    if v == "all":
+        return "all"
+    head = v.split()[0]
+    if head.isdigit() and int(head) >= 1:
+        return int(head)
+    raise BadInputError(f"face must be 'all', 'largest' or a face number, got {value!r}")
+
+
+def pretty_name(identity: str) -> str:
+    return identity.replace("_", " ")
+
+
+# ---------------------------------------------------------------------------------------------
+# The service
+
+
+class Service:
+    """One search engine and where its model and gallery came from.
+
+    engine: rvs.search.SearchEngine, or None when no gallery could be loaded (`problem` says why;
+    video frame search still works). description: one line for the app header. notes: what went
+    wrong on the way (e.g. the Hub was unreachable), for the header and the log.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        engine: Any,
+        artifacts: Artifacts | None,
+        notes: Sequence[str] = (),
+        problem: str | None = None,
+    ):
+        self.config = config
+        self.engine = engine
+        self.artifacts = artifacts
+        self.notes = list(notes)
+        self.problem = problem
+        self.index: FaceIndex | None = engine.index if engine is not None else None
+        src = (self.index.extra.get("source_folder") if self.index is not None else None) or ""
+        self.source_folder = Path(src) if src and Path(src).is_dir() else None
+        self.thumbnail = lru_cache(maxsize=512)(self._thumbnail)
+        self._video_examples: list[tuple[Path, Path, str]] | None = None
+
+    # ---- description ----
+    @property
+    def description(self) -> str:
+        if self.artifacts is not None:
+            return self.artifacts.describe()
+        return self.problem or "no gallery loaded"
+
+    def status_lines(self) -> list[str]:
+        return [self.description, *self.notes]
+
+    # ---- gallery images ----
+    def gallery_image_path(self, rel: str) -> Path | None:
+        """The gallery photo behind an index path, if it is on this machine. Index paths are
+        relative and must stay inside the source folder: a hostile index cannot point elsewhere."""
+        if self.source_folder is None or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+            return None
+        p = self.source_folder / rel
+        return p if p.is_file() else None
+
+    def _thumbnail(self, item: int) -> Image.Image:
+        """Square thumbnail of gallery item `item`: its photo cropped to the stored face box with
+        a margin, or a placeholder tile with the name when the photo is not here (Hub gallery)."""
+        assert self.index is not None
+        meta = self.index.item(item)
+        p = self.gallery_image_path(meta["path"])
+        if p is not None:
+            try:
+                return crop_box(load_image(p, self.config.max_pixels), meta["box"], size=THUMB)
+            except RvsError as e:
+                log.warning("gallery image %s unreadable: %s", p, e)
+        return placeholder_tile(meta["identity"], THUMB)
+
+    # ---- image search ----
+    def _require_engine(self):
+        if self.engine is None:
+            raise IndexError_(self.problem or "no gallery is loaded")
+        return self.engine
+
+    def preview(self, image: ImageLike, name: str | None = None) -> tuple[Image.Image, list[str]]:
+        """Detect faces only: the query with faces boxed and numbered, and the picker's options."""
+        engine = self._require_engine()
+        img = load_image(image, max_pixels=self.config.max_pixels, name=name)
+        faces = engine.detector.detect_one(img)
+        if not faces:
+            return fit(img, 1024)[0], face_choices(0)
+        return draw_faces(img, [f.box for f in faces], [f.landmarks for f in faces], selected=[0]), face_choices(len(faces))
+
+    def search_image(
+        self, image: ImageLike, face: str | int | None = "1 (largest)", k: int | None = None, name: str | None = None
+    ) -> ImageAnswer:
+        """Search the chosen face(s) of `image`: the k nearest gallery faces and an identity vote.
+
+        Every face is searched in one batch (the embedder handles a batch about as fast as one
+        face), so the answer can number and box them all; the chosen ones are shown.
+        Raises BadInputError (unreadable image), NoFaceError, RvsError (no such face number).
+        """
+        engine = self._require_engine()
+        k = int(k or self.config.k)
+        k = max(1, min(k, 100))
+        want = parse_face(face)
+        img = load_image(image, max_pixels=self.config.max_pixels, name=name)
+        result = engine.search(img, k=k, faces="all")
+        n = result.n_faces_detected
+        if want != "all" and want > n:
+            raise BadInputError(f"face {want} does not exist: the image has {n} face(s); pick one of 1..{n} or 'all'")
+        chosen = result.faces if want == "all" else [result.faces[want - 1]]
+        faces = [fr.face for fr in result.faces]
+        annotated = draw_faces(img, [f.box for f in faces], [f.landmarks for f in faces], selected=[fr.face_number - 1 for fr in chosen])
+        many = len(chosen) > 1
+        per_face = max(1, k // len(chosen)) if many else k
+        tiles = []
+        for fr in chosen:
+            for m in fr.matches[:per_face]:
+                prefix = f"#{fr.face_number} " if many else ""
+                tiles.append((self.thumbnail(m.item), f"{prefix}{pretty_name(m.identity)} · {m.distance:.3f}"))
+        lines = []
+        for fr in chosen:
+            v = fr.vote
+            label = f"Face {fr.face_number}: " if n > 1 else ""
+            if v.identity is None:
+                lines.append(
+                    f"### {label}no confident match\nThe closest gallery face is at distance {v.best_distance:.3f}, above the "
+                    f"calibrated threshold {v.threshold:.2f}: this person is probably not in the gallery."
+                )
+            else:
+                lines.append(
+                    f"### {label}{pretty_name(v.identity)}\nconfidence **{v.confidence:.0%}** · {v.support} of the "
+                    f"{min(self.config.vote_k, len(fr.matches))} nearest faces agree · best distance {v.best_distance:.3f}"
+                )
+        t = result.timings_ms
+        lines.append(
+            f"<small>{n} face{'s' if n != 1 else ''} found · detect {t['detect']:.0f} ms · embed {t['embed']:.0f} ms · "
+            f"search {t['search']:.1f} ms · total {t['total']:.0f} ms · distance = Euclidean between unit embeddings "
+            f"(0 same, 2 opposite; same person below {self.config.match_threshold:.2f})</small>"
+        )
+        value = "all" if want == "all" else face_choices(n)[want - 1]
+        data = result.to_dict()
+        for r in data["results"]:
+            for m in r["matches"]:
+                # Gradio clients take any {"path": str} in an output for a file to download.
+                m["gallery_path"] = m.pop("path")
+        data["shown_faces"] = [fr.face_number for fr in chosen]
+        return ImageAnswer(annotated, face_choices(n), value, tiles, "\n\n".join(lines), data)
+
+    # ---- video search ----
+    def search_video(
+        self,
+        video: str | os.PathLike,
+        query: ImageLike,
+        mode: str = "frame",
+        progress: Progress | None = None,
+        keep_cache: bool | None = None,
+        query_name: str = "query image",
+        video_name: str | None = None,
+    ) -> VideoAnswer:
+        """Where in `video` the query picture (mode "frame") or its person ("face") appears.
+
+        The per-video feature cache of rvs.video is removed after the search unless the video is
+        one of the bundled examples (keep_cache=None) or keep_cache is True: uploads leave no
+        derived data behind.
+        """
+        if video is None or not str(video):
+            raise BadInputError("upload a video first")
+        if query is None:
+            raise BadInputError("upload a query image (a frame, a screenshot, or a photo of the person)")
+        try:
+            from rvs import video as V
+
+            fn = V.search_video_faces if mode == "face" else V.search_video_frames
+            read_frames, video_key = V.read_frames, V.video_key
+        except (ImportError, AttributeError) as e:
+            raise RvsError(f"video search is not available in this build ({e})") from None
+        qimg = load_image(query, max_pixels=self.config.max_pixels, name=query_name)
+        path = Path(video)
+        if keep_cache is None:
+            keep_cache = _is_under(path, Path(self.config.data_dir))
+        try:
+            res = fn(qimg, path, self.config, progress)
+        except RvsError as e:
+            # Messages name the file; say the user's file name, not the server's temporary path.
+            raise type(e)(str(e).replace(str(path), video_name or path.name)) from None
+        finally:
+            if not keep_cache:
+                _drop_video_cache(self.config, path, video_key)
+        return self._video_answer(res, path, read_frames)
+
+    def _video_answer(self, res: Any, path: Path, read_frames: Callable) -> VideoAnswer:
+        face = res.mode == "face"
+        segs = list(res.segments)
+        shown = segs[:MAX_VIDEO_FRAMES_SHOWN]
+        hits = [max(s.hits, key=lambda h: (h.rank, h.score)) if s.hits else None for s in shown]
+        times = [s.best_time for s in shown]
+        closest_only = not shown and res.closest is not None
+        if closest_only:
+            times, hits = [res.closest.time], [res.closest]
+        frames = []
+        for t, hit, img in zip(times, hits, read_frames(path, times) if times else []):
+            if face and hit is not None and hit.faces:
+                labels = [f"{f.similarity:.2f}" for f in hit.faces]
+                img = draw_faces(img, [f.box for f in hit.faces], labels=labels, max_side=720)
+            else:
+                img = fit(img, 720)[0]
+            score = hit.score if hit is not None else float("nan")
+            caption = f"{format_time(t)} · score {score:.2f}"
+            frames.append((img, f"closest: {caption} (below threshold)" if closest_only else caption))
+        # Face mode's curve is a cosine similarity while its threshold is a distance.
+        thr = 1.0 - res.threshold**2 / 2.0 if face else res.threshold
+        what = (
+            "Person: best face similarity (cosine) per sampled frame; matching segments shaded"
+            if face
+            else "Frame: fused similarity (pHash + histogram + ORB) per frame; matching segments shaded"
+        )
+        plot = similarity_plot(
+            res.curve,
+            [(s.start, s.end) for s in segs],
+            times if not closest_only else [],
+            threshold=thr,
+            duration=res.duration,
+            ylabel="similarity",
+            title=what,
+        )
+        rows = [
+            [i + 1, format_time(s.start), format_time(s.end), format_time(s.best_time), round(float(s.score), 3), s.n_frames]
+            for i, s in enumerate(segs)
+        ]
+        t = res.timings
+        head = (
+            f"**{len(segs)} matching segment{'s' if len(segs) != 1 else ''}**"
+            if segs
+            else "**No match**: nothing in the video reaches the threshold"
+            + (f" (closest at {format_time(res.closest.time)}, score {res.closest.score:.2f})" if res.closest else "")
+        )
+        summary = (
+            f"{head} · {res.n_samples} frames compared ({res.sample_fps:.1f}/s of a {res.duration:.1f} s, "
+            f"{res.width}x{res.height} video) · {t.get('total_s', 0):.1f} s"
+            + (" (features cached)" if res.cached else "")
+        )
+        return VideoAnswer(frames, plot, rows, summary, res.to_dict(curve=False, hits=False))
+
+    # ---- examples ----
+    def example_probes(self, n: int = 2) -> list[Path]:
+        """Up to n LFW photos of gallery people that are not themselves in the gallery."""
+        lfw = lfw_folder(self.config)
+        if self.index is None or not lfw.is_dir():
+            return []
+        people = set(self.index.meta["identity"])
+        indexed = set(self.index.meta["path"])
+        same_root = self.source_folder is not None and self.source_folder.resolve() == lfw.resolve()
+        out = []
+        for name in [*PROBE_PEOPLE, *sorted(people)]:
+            if name not in people or len(out) >= n:
+                continue
+            for num in range(1, 31):
+                p = lfw / name / f"{name}_{num:04d}.jpg"
+                if not p.is_file():
+                    break
+                if not (same_root and f"{name}/{p.name}" in indexed):
+                    out.append(p)
+                    break
+        return out[:n]
+
+    def example_images(self) -> list[Path]:
+        """Example photos that exist here: data_dir/photos/*/1.jpg, multiface.jpg, two LFW probes."""
+        photos = Path(self.config.data_dir) / "photos"
+        paths = [*sorted(photos.glob("*/1.jpg")), photos / "multiface.jpg", *self.example_probes(2)]
+        return [p for p in paths if p.is_file()]
+
+    def video_examples(self) -> list[tuple[Path, Path, str]]:
+        """(video, query image, mode) for the bundled sample video: a frame of it at 2 s for frame
+        mode and the largest face at 1 s for person mode, written once to cache_dir/examples."""
+        if self._video_examples is not None:
+            return self._video_examples
+        video = Path(self.config.data_dir) / "videos" / "arcade_faces.mp4"
+        out: list[tuple[Path, Path, str]] = []
+        if video.is_file():
+            from rvs.video import read_frame
+
+            d = Path(self.config.cache_dir) / "examples"
+            d.mkdir(parents=True, exist_ok=True)
+            frame = d / "arcade_faces_frame_2.00s.jpg"
+            if not frame.is_file():
+                _save_atomic(read_frame(video, 2.0), frame)
+            out.append((video, frame, "frame"))
+            face = d / "arcade_faces_face_1.00s.jpg"
+            if not face.is_file() and self.engine is not None:
+                img = read_frame(video, 1.0)
+                faces = self.engine.detector.detect_one(img)
+                if faces:
+                    _save_atomic(crop_box(img, faces[0].box, margin=0.6, size=256), face)
+            if face.is_file():
+                out.append((video, face, "face"))
+        self._video_examples = out
+        return out
+
+    def warm(self) -> None:
+        """One search on a real photo (or a blank image) so the first user does not pay for lazy
+        initialisation (MTCNN's first pass, oneDNN kernels, Annoy's first page-in)."""
+        if self.engine is None:
+            return
+        t0 = time.perf_counter()
+        probes = self.example_probes(1)
+        try:
+            if probes:
+                self.engine.search(probes[0], k=self.config.k)
+            else:
+                self.engine.detect(Image.new("RGB", (160, 160), (128, 128, 128)))
+                self.engine.embedder.embed(np.zeros((1, self.config.face_size, self.config.face_size, 3), np.uint8))
+        except RvsError:
+            pass
+        log.info("warm-up took %.1f s", time.perf_counter() - t0)
+
+
+def _save_atomic(img: Image.Image, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    img.save(tmp, format="JPEG", quality=92)
+    os.replace(tmp, path)
+
+
+def _is_under(path: Path, root: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except OSError:
+        return False
+
+
+def _drop_video_cache(config: Config, path: Path, video_key: Callable) -> None:
+    """Remove the cached features of an uploaded video (all modes and settings)."""
+    try:
+        key = video_key(path, config.video_full_hash_max_bytes)
+    except OSError:
+        return
+    shutil.rmtree(Path(config.cache_dir) / "video" / key, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Startup
+
+
+def load_service(
+    config: Config | None = None,
+    gallery: str | os.PathLike | None = None,
+    warm: bool = True,
+    progress: bool = True,
+    starter_people: int | None = None,
+    starter_per_person: int | None = None,
+) -> Service:
+    """Resolve weights + gallery (see the module docstring), load the engine, warm it up.
+
+    gallery: a folder to build a starter gallery from (default: RVS_GALLERY). starter_people /
+    starter_per_person: the starter's size (default: RVS_STARTER_PEOPLE / RVS_STARTER_PER_PERSON,
+    else 300 x 3; 0 = no limit). Never raises for a missing gallery: the Service reports it.
+    """
+    from rvs.detect import FaceDetector
+    from rvs.embed import Embedder
+    from rvs.search import SearchEngine
+
+    config = config or Config.from_env()
+    gallery = gallery or os.environ.get("RVS_GALLERY") or None
+    people = starter_people if starter_people is not None else int(os.environ.get("RVS_STARTER_PEOPLE", STARTER_PEOPLE))
+    per_person = starter_per_person if starter_per_person is not None else int(os.environ.get("RVS_STARTER_PER_PERSON", STARTER_PER_PERSON))
+    notes: list[str] = []
+    arts: Artifacts | None = None
+    t0 = time.perf_counter()
+
+    if gallery is None:
+        try:
+            arts = resolve_artifacts(config)
+        except RvsError as e:
+            _say(f"cannot use the Hub repo {config.hub_repo}@{config.hub_revision}: {e}" if config.hub_repo.strip() else str(e))
+            if config.hub_repo.strip():
+                notes.append(f"Hub repo {config.hub_repo} unavailable ({_first_line(e)}); offline fallback in use")
+                # Offline fallback: default converted weights + the local index, if there is one.
+                try:
+                    arts = resolve_artifacts(dataclasses.replace(config, hub_repo=""))
+                except RvsError as e2:
+                    _say(f"no local index either: {e2}")
+    if arts is not None:
+        config = arts.apply(config)
+    folder = Path(gallery).expanduser() if gallery else lfw_folder(config)
+    no_gallery = (
+        f"no gallery: no index at {config.index_dir} and no photos at {folder}. Build one with "
+        "`python -m rvs index FOLDER`, start the app with `--gallery FOLDER`, or set RVS_HUB_REPO"
+    )
+    if arts is None and not folder.is_dir():
+        # Nothing to search: skip loading the face models (video frame search needs none).
+        _say(no_gallery)
+        return Service(config, None, None, notes, problem=no_gallery)
+
+    try:
+        detector = FaceDetector(config)
+        embedder = Embedder(config)
+    except RvsError as e:
+        _say(f"cannot load the face models: {e}")
+        return Service(config, None, None, notes, problem=f"face models unavailable: {_first_line(e)}")
+
+    index: FaceIndex | None = None
+    problem = None
+    if arts is not None:
+        try:
+            index = FaceIndex.load(arts.index_dir, verify=False, expect_model_id=embedder.model_id)  # resolve_artifacts verified it
+        except RvsError as e:
+            notes.append(f"index {arts.index_dir} unusable ({_first_line(e)})")
+            arts = None
+    if index is None:
+        if folder.is_dir():
+            try:
+                index, out = build_starter(folder, config, detector, embedder, people, per_person, progress=progress)
+                arts = _starter_artifacts(index, out, folder, config)
+                if not gallery:
+                    _say(f"this is a starter gallery; for the full LFW gallery run:  {FULL_INDEX_HINT}")
+            except RvsError as e:
+                problem = f"cannot build a gallery from {folder}: {_first_line(e)}"
+        else:
+            problem = no_gallery
+    if problem:
+        _say(problem)
+        return Service(config, None, None, notes, problem=problem)
+
+    engine = SearchEngine(index, config, detector=detector, embedder=embedder)
+    service = Service(config, engine, arts, notes)
+    if warm:
+        service.warm()
+    _say(f"{service.description} · ready in {time.perf_counter() - t0:.0f} s")
+    return service
+
+
+def _starter_artifacts(index: FaceIndex, out: Path, folder: Path, config: Config) -> Artifacts:
+    st = index.extra.get("starter", {})
+    size = f"{st.get('people', '?')} people x up to {st.get('per_person', '?')} photos" if st.get("per_person") else "all photos"
+    return Artifacts(
+        weights_path=None,
+        weights_spec=config.weights,
+        index_dir=out,
+        model_id=index.model_id,
+        gallery_size=len(index),
+        n_identities=index.n_identities,
+        origin=f"starter gallery ({size}) built locally from {folder}",
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    s = str(e).strip().splitlines()
+    return s[0][:300] if s else type(e).__name__
+
+
+__all__ = [
+    "ImageAnswer",
+    "Service",
+    "VideoAnswer",
+    "build_starter",
+    "face_choices",
+    "load_service",
+    "parse_face",
+    "starter_selection",
+]

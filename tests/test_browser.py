@@ -1,0 +1,101 @@
+"""The demo in a real browser: Debian's headless Chromium driven by Playwright.
+
+Uploads a photo, clicks Search, waits for the captioned results and checks the name; then runs
+the video tab on the bundled example. Screenshots go to tests/artifacts/ (gitignored) for a look.
+Never `playwright install`: the system Chromium is used (DEVELOPERS.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import GALLERY_PEOPLE, VIDEO, lfw_image, requires_data
+from test_app import GRADIO_WARNINGS, make_cache, small_gallery, start_app
+
+from rvs.config import Config
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+pytestmark = [
+    pytest.mark.browser,
+    requires_data,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium: apt-get install chromium (or `make browser-deps`)"),
+    *GRADIO_WARNINGS,
+]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    pytest.importorskip("playwright.sync_api")
+    from rvs.service import load_service
+
+    root = tmp_path_factory.mktemp("browser")
+    cache = make_cache(root)
+    gallery = small_gallery(root / "gallery", GALLERY_PEOPLE[:6])
+    service = load_service(Config(cache_dir=cache, index_dir=cache / "index" / "none"), gallery=gallery, progress=False)
+    demo, url = start_app(service)
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(app_url, wait_until="networkidle")
+    yield page
+    page.close()
+
+
+def test_upload_search_and_see_the_name(page):
+    # Colin_Powell_0001 is a probe: the gallery holds his photos 3-5 only.
+    page.locator("input[type=file]").first.set_input_files(str(lfw_image("Colin_Powell", 1)))
+    # The upload triggers face detection; the annotated preview appears before searching.
+    page.locator("#rvs-faces img").wait_for()
+    page.get_by_role("button", name="Search", exact=True).click()
+    caption = page.locator("#rvs-results .caption-label").first
+    caption.wait_for()
+    assert caption.inner_text().startswith("Colin Powell · ")
+    page.locator("#rvs-vote").get_by_role("heading", name="Colin Powell").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "browser_image_search.png"), full_page=True)
+    # Privacy and provenance are on the page.
+    body = page.locator("body").inner_text()
+    assert "Gallery:" in body and "model facenet-" in body
+    assert "not kept" in body or "nothing is logged or stored" in body
+    assert "public figures" in body
+
+
+@pytest.mark.skipif(not VIDEO.is_file(), reason="sample video not in the shared data")
+def test_video_tab_person_example(page):
+    page.get_by_role("tab", name="Video search").click()
+    page.get_by_text("Find this person").click()
+    page.get_by_role("button", name="Search the video").click()
+    page.locator("#rvs-vsummary").get_by_text("frames compared").wait_for()
+    caption = page.locator("#rvs-frames .caption-label").first
+    caption.wait_for()
+    assert "00:0" in caption.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "browser_video_search.png"), full_page=True)
+
