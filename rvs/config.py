@@ -69,12 +69,17 @@ class Config:
     hub_repo: str = ""
     hub_revision: str = "main"
     index_dir: Path = field(default_factory=lambda: default_cache_dir() / "index" / "lfw")
+    # A photo folder to build a starter gallery from instead (app --gallery); empty = none.
+    gallery: str = ""
+    # Starter gallery (offline demo without an index): the people with the most photos, a few each.
+    starter_people: int = 300  # 0 = no limit
+    starter_per_person: int = 3
 
     # --- video ---
     # Frame mode: per-frame pHash, HSV histogram and ORB, fused by the original report's rule.
     video_frame_fps: float = 0.0  # frames sampled per second of video in frame mode; 0 = every frame
     video_width: int = 480  # histogram and ORB run on frames downscaled to this width (speed; ORB gains little from more)
-    video_orb_features: int = 500  # ORB keypoints per frame (cache size: 32 bytes each)
+    video_orb_features: int = 300  # ORB keypoints per frame (32 bytes each in the cache); 500 ranks no better here, costs 2x
     video_orb_ratio: float = 0.75  # Lowe's ratio test: a match is "good" when best < ratio * second best
     video_hist_bins_h: int = 16  # HSV histogram over hue x saturation (value left out: robust to brightness)
     video_hist_bins_s: int = 16
@@ -83,6 +88,11 @@ class Config:
     # largest, else the smallest; a frame matches when the fused similarity >= video_match_threshold.
     video_fuse_high: float = 0.85
     video_match_threshold: float = 0.98
+    # "mean" fusion: the mean of the three similarities, matching at >= video_mean_threshold. Tighter
+    # than the report's rule, which on a single-shot video matches nearly every frame (histogram
+    # correlation >= 0.98) yet misses a JPEG-q60 copy of a frame (bench/video.py measures both).
+    video_fusion: str = "report"  # "report" | "mean"
+    video_mean_threshold: float = 0.75
     video_segment_gap: float = 1.0  # matches at most this many seconds apart join one segment
     # Face mode: detect + embed faces in sampled frames, match with `match_threshold`.
     video_face_fps: float = 2.0

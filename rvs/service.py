@@ -51,8 +51,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 
-STARTER_PEOPLE = 300
-STARTER_PER_PERSON = 3
+STARTER_PEOPLE = Config.starter_people
+STARTER_PER_PERSON = Config.starter_per_person
 STARTER_NAME = "lfw-starter"
 FULL_INDEX_HINT = "make index   (= python -m rvs index ../shared/data/lfw/images_deepfunneled)"
 # LFW people with many photos: the example probes are their first photo not in the gallery.
@@ -581,9 +581,9 @@ def load_service(
     from rvs.search import SearchEngine
 
     config = config or Config.from_env()
-    gallery = gallery or os.environ.get("RVS_GALLERY") or None
-    people = starter_people if starter_people is not None else int(os.environ.get("RVS_STARTER_PEOPLE", STARTER_PEOPLE))
-    per_person = starter_per_person if starter_per_person is not None else int(os.environ.get("RVS_STARTER_PER_PERSON", STARTER_PER_PERSON))
+    gallery = gallery or config.gallery or None
+    people = starter_people if starter_people is not None else config.starter_people
+    per_person = starter_per_person if starter_per_person is not None else config.starter_per_person
     notes: list[str] = []
     arts: Artifacts | None = None
     t0 = time.perf_counter()
