@@ -101,6 +101,10 @@ class Config:
     # MTCNN's cost grows with pixels scanned and pyramid depth, and tiny faces embed unreliably.
     video_face_max_side: int = 960
     video_min_face_size: int = 30
+    # torch threads while face mode runs (0 = leave torch's setting). 1: the decode thread needs the
+    # other core, and OpenMP threads that spin-wait on an oversubscribed CPU made MTCNN ~6x slower
+    # on 2 shared cores (bench/video.py).
+    video_torch_threads: int = 1
     # Cache key: sha256 of the whole file up to this size, else of its size, first/last MB and samples.
     video_full_hash_max_bytes: int = 256 * 1024 * 1024
 

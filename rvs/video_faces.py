@@ -1,0 +1,341 @@
+"""Face mode: find the segments of a video where the person in the query image appears.
+
+Frames are sampled at `video_face_fps` (default 2 a second: people rarely appear for less than
+half a second, and detection is the expensive part), faces are detected with MTCNN in batches of
+`video_face_batch` frames and embedded with the InceptionResnetV1 embedder. The query's largest
+face is embedded the same way; a video face matches when the Euclidean distance between the unit
+embeddings is <= `Config.match_threshold` (the same threshold as photo search). Scores are cosine
+similarities, 1 - distance^2 / 2, in [-1, 1]; the curve is the best face's similarity per sample
+(NaN where a frame has no face).
+
+Video frames are detected at `video_face_max_side` pixels (the query at `detect_max_side`) with
+`video_min_face_size`: MTCNN's cost grows with the pixels scanned and the pyramid depth, and faces
+smaller than ~50 px in a 1080p frame give unreliable embeddings anyway. Torch runs with
+`video_torch_threads` (1) threads meanwhile, leaving the other core to the decode thread.
+
+The detected faces (frame, box, probability, embedding) are cached per video content hash, sampling
+and detection settings, and embedder model id, so asking about another person in the same video
+costs one query embedding: `meta.json` + `faces.npz` (frames int32[S], face_sample int32[F],
+boxes float32[F, 4], probs float32[F], embeddings float32[F, 512]), no pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import os
+import tempfile
+import threading
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from rvs import __version__
+from rvs.config import Config
+from rvs.detect import FaceDetector
+from rvs.embed import Embedder
+from rvs.imageio import ImageLike, load_image
+from rvs.video import (
+    CACHE_VERSION,
+    FaceBox,
+    FrameHit,
+    FrameStream,
+    NoQueryFaceError,
+    Progress,
+    StageTimer,
+    VideoInfo,
+    VideoResult,
+    cache_entry_dir,
+    check_video_path,
+    group_segments,
+    read_meta,
+    scaled_progress,
+    video_key,
+    write_entry_atomically,
+    write_json,
+)
+
+log = logging.getLogger(__name__)
+
+KIND = "faces"
+EMB_DIM = 512
+
+# Models are loaded once per process (the app calls the search many times): detectors per
+# detection settings, embedders per weights/device.
+_DETECTORS: dict[tuple, FaceDetector] = {}
+_EMBEDDERS: dict[tuple, Embedder] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _detect_key(c: Config) -> tuple:
+    return (c.device, c.detect_max_side, c.min_face_size, tuple(c.detect_thresholds), c.min_face_prob, c.face_size, c.margin)
+
+
+def get_detector(config: Config) -> FaceDetector:
+    key = _detect_key(config)
+    with _MODELS_LOCK:
+        if key not in _DETECTORS:
+            _DETECTORS[key] = FaceDetector(config)
+        return _DETECTORS[key]
+
+
+def get_embedder(config: Config) -> Embedder:
+    key = (config.device, config.weights, str(config.cache_dir))
+    with _MODELS_LOCK:
+        if key not in _EMBEDDERS:
+            _EMBEDDERS[key] = Embedder(config)
+        return _EMBEDDERS[key]
+
+
+_THREADS_LOCK = threading.Lock()
+_THREADS_STATE = [0, 0]  # [active face searches, torch thread count to restore]
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run with `n` torch intra-op threads (0: unchanged), restored when the last overlapping face
+    search ends (the setting is process-wide). See `Config.video_torch_threads` for why."""
+    if n <= 0:
+        yield
+        return
+    with _THREADS_LOCK:
+        if _THREADS_STATE[0] == 0:
+            _THREADS_STATE[1] = torch.get_num_threads()
+            torch.set_num_threads(n)
+        _THREADS_STATE[0] += 1
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_STATE[0] -= 1
+            if _THREADS_STATE[0] == 0:
+                torch.set_num_threads(_THREADS_STATE[1])
+
+
+def video_detect_config(config: Config) -> Config:
+    """The detection settings used on video frames (see the module docstring)."""
+    return dataclasses.replace(config, detect_max_side=config.video_face_max_side, min_face_size=config.video_min_face_size)
+
+
+@dataclasses.dataclass
+class FaceTrack:
+    """The cached faces of one video's sampled frames."""
+
+    info: VideoInfo
+    sample_fps: float
+    frames: np.ndarray  # int32 [S] frame index of each sample
+    face_sample: np.ndarray  # int32 [F] which sample each face is in
+    boxes: np.ndarray  # float32 [F, 4]
+    probs: np.ndarray  # float32 [F]
+    embeddings: np.ndarray  # float32 [F, 512], unit rows
+
+
+def _params(config: Config, model_id: str) -> dict:
+    c = video_detect_config(config)
+    return {
+        "sample_fps": config.video_face_fps,
+        "detect": list(_detect_key(c)[1:]),
+        "model_id": model_id,
+    }
+
+
+def _load_entry(entry: Path) -> FaceTrack | None:
+    meta = read_meta(entry, KIND)
+    if meta is None:
+        return None
+    try:
+        with np.load(entry / "faces.npz", allow_pickle=False) as z:
+            frames, fs, boxes, probs, emb = (z[k] for k in ("frames", "face_sample", "boxes", "probs", "embeddings"))
+        n_faces = len(fs)
+        if len(frames) != meta["n_samples"] or not (len(boxes) == len(probs) == len(emb) == n_faces == meta["n_faces"]):
+            raise ValueError("arrays of inconsistent length")
+        if n_faces and (emb.shape[1] != EMB_DIM or fs.min() < 0 or fs.max() >= len(frames)):
+            raise ValueError("bad embedding shape or face index")
+        v = meta["video"]
+        info = VideoInfo(v["path"], v["fps"], v["width"], v["height"], v["frame_count"], v["decoded_frames"])
+        return FaceTrack(info, meta["sample_fps"], frames, fs, boxes.reshape(-1, 4), probs, emb.reshape(-1, EMB_DIM))
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
+        log.warning("video cache entry %s is unreadable (%s); recomputing", entry, e)
+        return None
+
+
+def _extract(path: Path, config: Config, embedder: Embedder, out_dir: Path, progress: Progress | None) -> None:
+    """Decode sampled frames, detect and embed their faces, write them into `out_dir`."""
+    detector = get_detector(video_detect_config(config))
+    bs = max(1, config.video_face_batch)
+    stream = FrameStream(
+        path, config.video_face_fps, lambda bgr: cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), progress, "finding faces", queue_size=bs
+    )
+    frames: list[int] = []
+    face_sample: list[int] = []
+    boxes: list[np.ndarray] = []
+    probs: list[float] = []
+    embs: list[np.ndarray] = []
+    batch: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> None:
+        found = detector.detect([Image.fromarray(rgb) for _, rgb in batch])
+        crops = []
+        for (i, _), faces in zip(batch, found):
+            frames.append(i)
+            for f in faces:
+                face_sample.append(len(frames) - 1)
+                boxes.append(np.asarray(f.box, np.float32))
+                probs.append(float(f.prob))
+                crops.append(f.crop)
+        if crops:
+            embs.append(embedder.embed(np.stack(crops)))
+        batch.clear()
+
+    for i, rgb in stream:
+        batch.append((i, rgb))
+        if len(batch) >= bs:
+            flush()
+    if batch:
+        flush()
+    info = stream.info
+    np.savez(
+        out_dir / "faces.npz",
+        frames=np.asarray(frames, np.int32),
+        face_sample=np.asarray(face_sample, np.int32),
+        boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
+        probs=np.asarray(probs, np.float32),
+        embeddings=np.concatenate(embs).astype(np.float32) if embs else np.zeros((0, EMB_DIM), np.float32),
+    )
+    write_json(
+        out_dir / "meta.json",
+        {
+            "version": CACHE_VERSION,
+            "kind": KIND,
+            "params": _params(config, embedder.model_id),
+            "sample_fps": stream.sample_fps,
+            "n_samples": len(frames),
+            "n_faces": len(face_sample),
+            "video": {
+                "path": info.path,
+                "size": os.path.getsize(path),
+                "fps": info.fps,
+                "width": info.width,
+                "height": info.height,
+                "frame_count": info.frame_count,
+                "decoded_frames": info.decoded_frames,
+            },
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "rvs_version": __version__,
+        },
+    )
+
+
+def load_or_extract(
+    path: Path, config: Config, embedder: Embedder, progress: Progress | None = None, timer: StageTimer | None = None
+) -> tuple[FaceTrack, bool]:
+    """The video's faces from the cache, else found now (and cached). Returns (faces, from_cache)."""
+    timer = timer or StageTimer()
+    with timer.stage("hash_s"):
+        key = video_key(path, config.video_full_hash_max_bytes)
+    entry = cache_entry_dir(config, key, KIND, _params(config, embedder.model_id))
+    with timer.stage("features_s"):
+        track = _load_entry(entry)
+        if track is not None:
+            track.info.path = str(path)
+            return track, True
+        try:
+            write_entry_atomically(entry, lambda d: _extract(path, config, embedder, d, progress))
+            track = _load_entry(entry)
+        except OSError as e:  # read-only or full cache disk: search anyway, uncached
+            log.warning("cannot write the video cache under %s (%s); faces are not cached", config.cache_dir, e)
+            with tempfile.TemporaryDirectory(prefix="rvs-video-") as tmp:
+                _extract(path, config, embedder, Path(tmp), progress)
+                track = _load_entry(Path(tmp))
+    if track is None:
+        raise RuntimeError(f"video cache entry {entry} unreadable right after writing it")
+    return track, False
+
+
+def query_embedding(query_image: ImageLike, config: Config, embedder: Embedder) -> tuple[np.ndarray, np.ndarray]:
+    """(embedding, box) of the largest face in the query image; NoQueryFaceError if there is none."""
+    img = load_image(query_image, config.max_pixels)
+    faces = get_detector(config).detect_one(img)
+    if not faces:
+        label = str(query_image) if isinstance(query_image, (str, os.PathLike)) else "query image"
+        raise NoQueryFaceError(
+            f"{label}: no face found in the query image (face mode looks for a person; use frame mode to find the image itself)"
+        )
+    face = faces[0]  # detect() sorts largest first
+    return embedder.embed(np.array(face.crop[None]))[0], face.box  # a writable copy: torch warns on read-only arrays
+
+
+def search_faces(query_image: ImageLike, video_path: str | os.PathLike, config: Config, progress: Progress | None = None) -> VideoResult:
+    """See `rvs.video.search_video_faces`."""
+    with torch_threads(config.video_torch_threads):
+        return _search_faces(query_image, video_path, config, progress)
+
+
+def _search_faces(query_image: ImageLike, video_path: str | os.PathLike, config: Config, progress: Progress | None) -> VideoResult:
+    timer = StageTimer()
+    with timer.stage("models_s"):
+        embedder = get_embedder(config)
+    with timer.stage("query_features_s"):
+        q, q_box = query_embedding(query_image, config, embedder)  # bad query fails before decoding
+    path = check_video_path(video_path)
+    track, cached = load_or_extract(path, config, embedder, scaled_progress(progress, 0.0, 0.97), timer)
+    if progress:
+        progress(0.97, "matching faces")
+    with timer.stage("match_s"):
+        dist = np.linalg.norm(track.embeddings - q[None], axis=1) if len(track.embeddings) else np.zeros(0, np.float32)
+        sim = 1.0 - dist**2 / 2.0
+        n = len(track.frames)
+        best = np.full(n, np.nan, np.float32)  # best similarity per sample (NaN: no face)
+        best_face = np.full(n, -1, np.int64)
+        for k in np.argsort(-sim, kind="stable"):  # best first, so the first seen per sample wins
+            s = track.face_sample[k]
+            if best_face[s] < 0:
+                best_face[s], best[s] = k, sim[k]
+        times = track.frames / track.info.fps
+
+        def face_box(k: int) -> FaceBox:
+            return FaceBox(tuple(float(v) for v in track.boxes[k]), float(track.probs[k]), float(dist[k]), float(sim[k]))
+
+        hits = []
+        matching = dist <= config.match_threshold
+        for s in np.unique(track.face_sample[matching]):
+            ks = np.flatnonzero(matching & (track.face_sample == s))
+            ks = ks[np.argsort(dist[ks])]
+            hits.append(
+                FrameHit(frame=int(track.frames[s]), time=float(times[s]), score=float(best[s]), rank=float(best[s]), faces=[face_box(k) for k in ks])
+            )
+        segments = group_segments(hits, config.video_segment_gap)
+        closest = None
+        if np.isfinite(best).any():
+            s = int(np.nanargmax(best))
+            k = int(best_face[s])
+            closest = FrameHit(int(track.frames[s]), float(times[s]), float(best[s]), float(best[s]), faces=[face_box(k)])
+    if progress:
+        progress(1.0, "done")
+    info = track.info
+    return VideoResult(
+        mode="face",
+        video=str(path),
+        fps=info.fps,
+        duration=info.duration,
+        frame_count=info.decoded_frames,
+        width=info.width,
+        height=info.height,
+        sample_fps=track.sample_fps,
+        n_samples=n,
+        threshold=config.match_threshold,
+        segments=segments,
+        curve=[(float(t), float(b)) for t, b in zip(times, best)],
+        closest=closest,
+        timings=timer.done(),
+        cached=cached,
+        frames_decoded=0 if cached else info.decoded_frames,
+        query_box=tuple(float(v) for v in q_box),
+    )

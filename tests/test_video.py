@@ -1,0 +1,356 @@
+"""Reverse video search (rvs.video) on the real sample video: frame mode, face mode, cache, errors, CLI.
+
+The video is processed once per mode (module-scoped fixtures, one tmp cache for the module);
+later queries hit the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+from rvs import video_frames
+from rvs.config import PROJECT_ROOT, Config, default_data_dir
+from rvs.errors import BadInputError, NoFaceError
+from rvs.video import (
+    FrameStream,
+    VideoResult,
+    probe_video,
+    read_frame,
+    read_frames,
+    search_video_faces,
+    search_video_frames,
+)
+
+VIDEO = default_data_dir() / "videos" / "arcade_faces.mp4"
+BUSH = default_data_dir() / "lfw" / "images_deepfunneled" / "George_W_Bush" / "George_W_Bush_0001.jpg"
+
+pytestmark = pytest.mark.skipif(not VIDEO.exists(), reason=f"sample video missing: {VIDEO}")
+
+
+def degrade(img: Image.Image, width: int, quality: int, brightness: float) -> Image.Image:
+    """What happens to a frame shared online: resized, JPEG re-encoded, brightened."""
+    small = img.resize((width, round(img.height * width / img.width)), Image.BICUBIC)
+    buf = io.BytesIO()
+    small.save(buf, "JPEG", quality=quality)
+    return ImageEnhance.Brightness(Image.open(buf).convert("RGB")).enhance(brightness)
+
+
+def iou(a, b) -> float:
+    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / area if area > 0 else 0.0
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory) -> Config:
+    return Config(cache_dir=tmp_path_factory.mktemp("video-cache"))
+
+
+@pytest.fixture(scope="module")
+def frame_query() -> Image.Image:
+    return degrade(read_frame(VIDEO, 2.0), width=640, quality=90, brightness=1.15)
+
+
+@pytest.fixture(scope="module")
+def first_frame_search(cfg, frame_query):
+    """The first frame-mode query: decodes the video and fills the cache."""
+    calls: list[tuple[float, str]] = []
+    t = time.perf_counter()
+    result = search_video_frames(frame_query, VIDEO, cfg, progress=lambda f, d: calls.append((f, d)))
+    return result, time.perf_counter() - t, calls
+
+
+# ------------------------------------------------------------------------------------------
+# Frame mode
+# ------------------------------------------------------------------------------------------
+
+
+def test_frame_found_at_known_time(first_frame_search):
+    r, _, _ = first_frame_search
+    assert isinstance(r, VideoResult) and r.mode == "frame"
+    assert r.fps == pytest.approx(25.0) and r.frame_count == 105 and r.duration == pytest.approx(4.2)
+    assert (r.width, r.height) == (1920, 1080)
+    assert r.n_samples == 105 and len(r.curve) == 105 and r.sample_fps == pytest.approx(25.0)
+    assert not r.cached and r.frames_decoded == 105
+    assert r.segments, f"no match; closest {r.closest}"
+    top = r.segments[0]
+    assert abs(top.best_time - 2.0) <= 0.1, top
+    assert top.start <= top.best_time <= top.end and top.score >= r.threshold
+    best = next(h for h in top.hits if h.frame == top.best_frame)
+    assert best.phash is not None and best.hist is not None and best.orb is not None
+    assert 0 <= best.phash <= 1 and -1 <= best.hist <= 1 and 0 <= best.orb <= 1
+    # Segments are best first and within the video.
+    assert [s.rank for s in r.segments] == sorted((s.rank for s in r.segments), reverse=True)
+    assert all(0 <= s.start <= s.end <= r.duration for s in r.segments)
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["segments"][0]["best_frame"] == top.best_frame and len(d["curve"]) == 105
+    assert {"features_s", "match_s", "total_s"} <= set(d["timings"])
+
+
+def test_progress_reported(first_frame_search):
+    _, _, calls = first_frame_search
+    fracs = [f for f, _ in calls]
+    assert len(calls) >= 5 and fracs == sorted(fracs) and fracs[-1] == 1.0 and 0 <= fracs[0]
+    assert all(isinstance(d, str) and d for _, d in calls)
+
+
+def test_second_query_uses_cache(cfg, frame_query, first_frame_search, monkeypatch):
+    first, first_s, _ = first_frame_search
+
+    def no_decoding(*a, **k):
+        raise AssertionError("the video was decoded again")
+
+    monkeypatch.setattr(video_frames, "FrameStream", no_decoding)
+    t = time.perf_counter()
+    second = search_video_frames(frame_query, VIDEO, cfg)
+    second_s = time.perf_counter() - t
+    assert second.cached and second.frames_decoded == 0
+    assert second.timings["features_s"] < 0.5
+    assert second_s < first_s
+    assert [s.to_dict() for s in second.segments] == [s.to_dict() for s in first.segments]
+
+
+def test_cache_keyed_by_content(cfg, frame_query, first_frame_search, tmp_path):
+    copy = tmp_path / "renamed copy.mp4"
+    copy.write_bytes(VIDEO.read_bytes())
+    r = search_video_frames(frame_query, copy, cfg)
+    assert r.cached and r.video == str(copy)
+    assert [s.best_frame for s in r.segments] == [s.best_frame for s in first_frame_search[0].segments]
+
+
+def test_cache_entry_is_not_pickle(cfg, first_frame_search):
+    entries = list((Path(cfg.cache_dir) / "video").glob("*/frames-*"))
+    assert len(entries) == 1
+    names = {p.name for p in entries[0].iterdir()}
+    assert names == {"meta.json", "features.npz", "orb.u8"}
+    meta = json.loads((entries[0] / "meta.json").read_text())
+    assert meta["n_samples"] == 105 and meta["video"]["decoded_frames"] == 105
+    with np.load(entries[0] / "features.npz", allow_pickle=False) as z:
+        assert z["phash"].dtype == np.uint64 and len(z["orb_offsets"]) == 106
+
+
+def test_mean_fusion_localises_a_harsh_copy(cfg, first_frame_search):
+    """A JPEG-q60, 20%-brightened copy: the report's rule misses it, the mean fusion finds exactly it."""
+    q = degrade(read_frame(VIDEO, 3.0), width=480, quality=60, brightness=1.2)
+    report = search_video_frames(q, VIDEO, cfg)
+    assert report.cached
+    assert report.closest is not None and abs(report.closest.time - 3.0) <= 0.1  # ranking still right
+    mean = search_video_frames(q, VIDEO, dataclasses.replace(cfg, video_fusion="mean"))
+    assert mean.cached and mean.threshold == cfg.video_mean_threshold
+    assert mean.segments and abs(mean.segments[0].best_time - 3.0) <= 0.1
+    assert mean.segments[0].end - mean.segments[0].start <= 0.5  # one moment, not the whole shot
+
+
+def test_unrelated_photo_does_not_match_frames(cfg, first_frame_search):
+    for fusion in ("report", "mean"):
+        r = search_video_frames(BUSH, VIDEO, dataclasses.replace(cfg, video_fusion=fusion))
+        assert r.segments == [] and not r.matched
+        assert r.closest is not None and r.closest.score < 0.5
+
+
+def test_sampling_rate_and_corrupt_cache(cfg, frame_query):
+    c = dataclasses.replace(cfg, video_frame_fps=5.0)
+    r = search_video_frames(frame_query, VIDEO, c)
+    assert not r.cached and r.n_samples == 21 and r.sample_fps == pytest.approx(5.0)
+    assert r.segments and abs(r.segments[0].best_time - 2.0) <= 0.1
+    times = [t for t, _ in r.curve]
+    assert times[:3] == pytest.approx([0.0, 0.2, 0.4])
+    # A damaged cache entry is detected and rebuilt, not trusted and not fatal.
+    (entry,) = [p for p in (Path(cfg.cache_dir) / "video").glob("*/frames-*") if json.loads((p / "meta.json").read_text())["n_samples"] == 21]
+    (entry / "features.npz").write_bytes(b"garbage")
+    again = search_video_frames(frame_query, VIDEO, c)
+    assert not again.cached and [s.to_dict() for s in again.segments] == [s.to_dict() for s in r.segments]
+    assert search_video_frames(frame_query, VIDEO, c).cached
+
+
+def test_read_frames():
+    a, b = read_frames(VIDEO, [2.0, 0.0])
+    assert a.size == (1920, 1080) and a.mode == "RGB"
+    assert np.array_equal(np.asarray(a), np.asarray(read_frame(VIDEO, 2.0)))
+    assert not np.array_equal(np.asarray(a), np.asarray(b))
+    assert read_frame(VIDEO, 99.0).size == (1920, 1080)  # past the end: the last frame
+    # Seeking is frame-accurate: the same pixels as decoding from the start.
+    for i, bgr in FrameStream(VIDEO, 0, lambda f: f):
+        if i == 50:
+            assert np.array_equal(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.asarray(a))
+            break
+    info = probe_video(VIDEO)
+    assert info.frame_count == 105 and info.fps == pytest.approx(25.0)
+
+
+# ------------------------------------------------------------------------------------------
+# Face mode
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def face_query():
+    """The largest face at 1.0 s, cut out of the frame with some background."""
+    from rvs.video_faces import get_detector, torch_threads, video_detect_config
+
+    frame = read_frame(VIDEO, 1.0)
+    # The detector the search uses on video frames (loaded once, warm for the search).
+    with torch_threads(Config().video_torch_threads):
+        face = get_detector(video_detect_config(Config())).detect_one(frame)[0]
+    x1, y1, x2, y2 = face.box
+    m = 0.4 * (x2 - x1)
+    return frame.crop((int(x1 - m), int(y1 - m), int(x2 + m), int(y2 + m))), face.box
+
+
+@pytest.fixture(scope="module")
+def face_search(cfg, face_query):
+    return search_video_faces(face_query[0], VIDEO, cfg)
+
+
+def test_face_found_where_person_is_visible(face_search, face_query):
+    r = face_search
+    assert r.mode == "face" and r.threshold == Config().match_threshold and r.query_box is not None
+    assert r.n_samples == 9 and r.sample_fps == pytest.approx(2.0)
+    assert r.segments, f"person not found; closest {r.closest}"
+    top = r.segments[0]
+    assert top.start <= 1.0 <= top.end
+    hit = next(h for h in top.hits if abs(h.time - 1.0) < 1e-6)
+    assert hit.faces and iou(hit.faces[0].box, face_query[1]) > 0.5
+    assert all(f.distance <= r.threshold for s in r.segments for h in s.hits for f in h.faces)
+    # The person walks out of the picture: not every sample matches.
+    matched = sum(s.n_frames for s in r.segments)
+    assert 2 <= matched < r.n_samples
+    json.dumps(r.to_dict())  # NaN (frames without faces) must serialise
+
+
+def test_face_mode_cached(cfg, face_query, face_search):
+    again = search_video_faces(face_query[0], VIDEO, cfg)
+    assert again.cached and again.frames_decoded == 0
+    assert [s.to_dict() for s in again.segments] == [s.to_dict() for s in face_search.segments]
+
+
+def test_someone_not_in_video_is_not_found(cfg, face_search):
+    if not BUSH.exists():
+        pytest.skip("LFW missing")
+    r = search_video_faces(BUSH, VIDEO, cfg)
+    assert r.cached and r.segments == []
+    assert r.closest is not None and r.closest.faces[0].distance > r.threshold
+
+
+def test_face_mode_query_without_face(cfg, tmp_path):
+    flat = tmp_path / "sky.png"
+    Image.new("RGB", (300, 200), (120, 170, 230)).save(flat)
+    with pytest.raises(BadInputError, match="no face found") as e:
+        search_video_faces(flat, VIDEO, cfg)
+    assert isinstance(e.value, NoFaceError)
+
+
+# ------------------------------------------------------------------------------------------
+# Bad input
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad-videos")
+    data = VIDEO.read_bytes()
+    (d / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    (d / "notes.mp4").write_text("these are my notes, not a video\n")
+    # An AVI (header with the frame count up front) cut in half: it opens, then decodes short.
+    cap = cv2.VideoCapture(str(VIDEO))
+    w = cv2.VideoWriter(str(d / "full.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25, (320, 180))
+    for _ in range(30):
+        ok, f = cap.read()
+        w.write(cv2.resize(f, (320, 180)))
+    w.release()
+    cap.release()
+    avi = (d / "full.avi").read_bytes()
+    (d / "truncated.avi").write_bytes(avi[: len(avi) // 2])
+    read_frame(VIDEO, 1.0).save(d / "still.jpg")
+    return d
+
+
+def test_missing_video(cfg, frame_query, tmp_path):
+    with pytest.raises(BadInputError, match="file not found"):
+        search_video_frames(frame_query, tmp_path / "nope.mp4", cfg)
+
+
+def test_not_a_video(cfg, frame_query, bad_files):
+    with pytest.raises(BadInputError, match="cannot be opened as a video"):
+        search_video_frames(frame_query, bad_files / "notes.mp4", cfg)
+
+
+def test_truncated_mp4(cfg, frame_query, bad_files):
+    with pytest.raises(BadInputError, match="truncated"):
+        search_video_frames(frame_query, bad_files / "truncated.mp4", cfg)
+
+
+def test_truncated_avi_decodes_short(cfg, frame_query, bad_files):
+    assert probe_video(bad_files / "full.avi").frame_count == 30
+    with pytest.raises(BadInputError, match=r"truncated or corrupt video: decoded \d+ of the 30 frames"):
+        search_video_frames(frame_query, bad_files / "truncated.avi", cfg)
+    # Nothing half-written left behind, and no empty directory for the failed video.
+    assert not list((Path(cfg.cache_dir) / "video").glob("*/.tmp-*"))
+    assert all(any(d.iterdir()) for d in (Path(cfg.cache_dir) / "video").iterdir())
+
+
+def test_still_image_as_video(cfg, frame_query, bad_files):
+    with pytest.raises(BadInputError, match="still image"):
+        search_video_frames(frame_query, bad_files / "still.jpg", cfg)
+
+
+def test_query_not_an_image(cfg, bad_files):
+    with pytest.raises(BadInputError, match="not an image"):
+        search_video_frames(bad_files / "notes.mp4", VIDEO, cfg)
+    with pytest.raises(BadInputError, match="not an image"):
+        search_video_faces(VIDEO, VIDEO, cfg)
+
+
+def test_stream_stops_cleanly_when_consumer_stops():
+    stream = FrameStream(VIDEO, 0, lambda f: f.shape)
+    for i, _ in stream:
+        if i == 3:
+            break  # the decode thread must not hang on its full queue
+
+
+# ------------------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------------------
+
+
+def _cli(*args: str, cache: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RVS_CACHE_DIR": str(cache), "PYTHONPATH": str(PROJECT_ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "rvs", "video", *args], capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=120
+    )
+
+
+@pytest.mark.parametrize("name, message", [("notes.mp4", "cannot be opened as a video"), ("truncated.mp4", "truncated")])
+def test_cli_bad_video_one_line(cfg, bad_files, tmp_path, name, message):
+    query = tmp_path / "q.jpg"
+    read_frame(VIDEO, 1.0).resize((320, 180)).save(query)
+    p = _cli(str(query), str(bad_files / name), cache=cfg.cache_dir)
+    assert p.returncode != 0
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], p.stderr
+    assert p.stdout == ""
+
+
+def test_cli_json_and_table(cfg, frame_query, first_frame_search, tmp_path):
+    query = tmp_path / "q.jpg"
+    frame_query.save(query, quality=95)
+    p = _cli(str(query), str(VIDEO), "--json", cache=cfg.cache_dir)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["mode"] == "frame" and d["cached"] and abs(d["segments"][0]["best_time"] - 2.0) <= 0.1
+    p = _cli(str(query), str(VIDEO), "--fusion", "mean", cache=cfg.cache_dir)
+    assert p.returncode == 0, p.stderr
+    assert "segment(s)" in p.stdout and "0:02.00" in p.stdout
