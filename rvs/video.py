@@ -592,6 +592,32 @@ def write_entry_atomically(final: Path, write: Callable[[Path], None]) -> None:
             pass
 
 
+def cache_meta(kind: str, version: int, params: dict, sample_fps: float, info: VideoInfo, path: Path, **counts: int) -> dict:
+    """The meta.json of a cache entry: what was extracted, with which settings, from which video."""
+    import datetime
+
+    from rvs import __version__
+
+    return {
+        "version": version,
+        "kind": kind,
+        "params": params,
+        "sample_fps": sample_fps,
+        **counts,
+        "video": {
+            "path": info.path,
+            "size": os.path.getsize(path),
+            "fps": info.fps,
+            "width": info.width,
+            "height": info.height,
+            "frame_count": info.frame_count,
+            "decoded_frames": info.decoded_frames,
+        },
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "rvs_version": __version__,
+    }
+
+
 def write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=1, sort_keys=True))
 

@@ -22,7 +22,6 @@ boxes float32[F, 4], probs float32[F], embeddings float32[F, 512]), no pickle.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import logging
 import os
 import tempfile
@@ -37,7 +36,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rvs import __version__
 from rvs.config import Config
 from rvs.detect import FaceDetector
 from rvs.embed import Embedder
@@ -53,6 +51,7 @@ from rvs.video import (
     VideoInfo,
     VideoResult,
     cache_entry_dir,
+    cache_meta,
     check_video_path,
     group_segments,
     read_meta,
@@ -211,25 +210,7 @@ def _extract(path: Path, config: Config, embedder: Embedder, out_dir: Path, prog
     )
     write_json(
         out_dir / "meta.json",
-        {
-            "version": CACHE_VERSION,
-            "kind": KIND,
-            "params": _params(config, embedder.model_id),
-            "sample_fps": stream.sample_fps,
-            "n_samples": len(frames),
-            "n_faces": len(face_sample),
-            "video": {
-                "path": info.path,
-                "size": os.path.getsize(path),
-                "fps": info.fps,
-                "width": info.width,
-                "height": info.height,
-                "frame_count": info.frame_count,
-                "decoded_frames": info.decoded_frames,
-            },
-            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "rvs_version": __version__,
-        },
+        cache_meta(KIND, CACHE_VERSION, _params(config, embedder.model_id), stream.sample_fps, info, path, n_samples=len(frames), n_faces=len(face_sample)),
     )
 
 

@@ -30,7 +30,6 @@ the shortlisted frames' descriptors.
 
 from __future__ import annotations
 
-import datetime
 import logging
 import os
 import tempfile
@@ -45,7 +44,6 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from rvs import __version__
 from rvs.config import Config
 from rvs.errors import BadInputError
 from rvs.imageio import ImageLike, load_image
@@ -58,6 +56,7 @@ from rvs.video import (
     VideoInfo,
     VideoResult,
     cache_entry_dir,
+    cache_meta,
     check_video_path,
     group_segments,
     read_meta,
@@ -207,25 +206,7 @@ def _extract(path: Path, config: Config, out_dir: Path, progress: Progress | Non
     )
     write_json(
         out_dir / "meta.json",
-        {
-            "version": CACHE_VERSION,
-            "kind": KIND,
-            "params": fz.params(),
-            "sample_fps": stream.sample_fps,
-            "n_samples": len(frames),
-            "n_descriptors": offsets[-1],
-            "video": {
-                "path": info.path,
-                "size": os.path.getsize(path),
-                "fps": info.fps,
-                "width": info.width,
-                "height": info.height,
-                "frame_count": info.frame_count,
-                "decoded_frames": info.decoded_frames,
-            },
-            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "rvs_version": __version__,
-        },
+        cache_meta(KIND, CACHE_VERSION, fz.params(), stream.sample_fps, info, path, n_samples=len(frames), n_descriptors=offsets[-1]),
     )
 
 
