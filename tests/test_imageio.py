@@ -27,7 +27,7 @@ def _save(img: Image.Image, fmt: str, **kw) -> bytes:
 
 def _as_16bit_png() -> bytes:
     grey = np.asarray(_face().convert("L"), np.uint16) * 257
-    return _save(Image.fromarray(grey, "I;16"), "PNG")
+    return _save(Image.fromarray(grey), "PNG")
 
 
 def _exif_rotated() -> bytes:
