@@ -42,12 +42,16 @@ def run_or_reuse(model: str, config_file: Path, overrides: list[str], reuse: boo
     out = Path(cfg.out_dir)
     if not out.is_absolute():
         cfg.out_dir = str(ROOT / out)
-    done = Path(cfg.out_dir) / "result.json"
-    if reuse and done.is_file():
+    done, used = Path(cfg.out_dir) / "result.json", Path(cfg.out_dir) / "config.json"
+    if reuse and done.is_file() and used.is_file():
         prev = json.loads(done.read_text())
-        if prev.get("test"):
+        same = {k: v for k, v in json.loads(used.read_text()).items() if k != "out_dir"} == {
+            k: v for k, v in json.loads(json.dumps(cfg.to_dict())).items() if k != "out_dir"
+        }
+        if prev.get("test") and same:
             print(f"{model}: reusing {done}")
             return prev | {"config": cfg.to_dict()}
+        print(f"{model}: {done} is from other settings; training again")
     if not reuse:
         # A fresh run: an old checkpoint would make train() resume instead of starting over.
         shutil.rmtree(cfg.out_dir, ignore_errors=True)
@@ -110,7 +114,7 @@ def to_markdown(report: dict) -> str:
         "",
         "## Publish decision",
         "",
-        f"Improved vs pretrained on the test people: accuracy {d['improved_accuracy']:.4f} vs {d['pretrained_accuracy']:.4f}, "
+        f"Best fine-tuned run ({d['candidate']}) vs pretrained on the test people: accuracy {d['improved_accuracy']:.4f} vs {d['pretrained_accuracy']:.4f}, "
         f"mAP {d['improved_mAP']:.4f} vs {d['pretrained_mAP']:.4f} -> "
         + (f"**published** to `{d['path']}`." if d["published"] else "**not published** (does not beat the pretrained weights)."),
         "",
@@ -124,6 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--override", "-o", action="extend", nargs="+", default=[], help="key=value for both trainings")
     ap.add_argument("--reuse", action="store_true", help="reuse finished runs (result.json) instead of training again")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        nargs="+",
+        default=[],
+        metavar="NAME KEY=VALUE",
+        help="an extra improved run: a name, then overrides (its out_dir gets the name), e.g. --variant enc-lr-1e-5 encoder_lr_scale=0.01",
+    )
     ap.add_argument("--flip", action="store_true", help="flip test-time augmentation for the pretrained row")
     args = ap.parse_args(argv)
 
@@ -133,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     embed_fn, model_id = default_embedder(config)
     pre = evaluate_view1_test(config, embed_fn, model_id, flip=args.flip, cache=cache)
     runs = {"improved": run_or_reuse("improved", Path(args.config), args.override, args.reuse, config)}
+    for name, *over in args.variant:
+        base_out = TrainConfig.from_sources("improved", Path(args.config), args.override).out_dir
+        runs[f"improved ({name})"] = run_or_reuse("improved", Path(args.config), [*args.override, *over, f"out_dir={base_out}-{name}"], args.reuse, config)
     if not args.skip_baseline:
         runs["baseline"] = run_or_reuse("baseline", Path(args.config), args.override, args.reuse, config)
 
@@ -141,12 +156,17 @@ def main(argv: list[str] | None = None) -> int:
         return f"{run['steps']} steps x {c['batch_size']} {'pairs' if c['model'] == 'improved' else 'images'} @ {c['image_size']} px, {run['seconds']:.0f} s"
 
     rows = [row(f"pretrained ({model_id})", pre, "none (published weights)")]
-    rows.append(row("improved (encoder + decoder, fine-tuned)", runs["improved"]["test"], desc(runs["improved"])))
+    for name, run in runs.items():
+        if name.startswith("improved"):
+            over = " ".join(o for v in args.variant if name == f"improved ({v[0]})" for o in v[1:])
+            rows.append(row(f"{name}: encoder + decoder, fine-tuned{' with ' + over if over else ''}", run["test"], desc(run)))
     if "baseline" in runs:
         init = "ImageNet init" if any("ImageNet weights IMAGENET" in n for n in runs["baseline"].get("notes", [])) else "random init"
         rows.append(row(f"baseline (ResNet-50, {init})", runs["baseline"]["test"], desc(runs["baseline"])))
 
-    imp, base = runs["improved"]["test"], pre
+    # The best fine-tuned variant (by test verification accuracy) is the publish candidate.
+    best = max((k for k in runs if k.startswith("improved")), key=lambda k: runs[k]["test"]["verification"]["accuracy_mean"])
+    imp, base = runs[best]["test"], pre
     beats = (
         imp["verification"]["accuracy_mean"] > base["verification"]["accuracy_mean"]
         and imp["retrieval"]["mAP"] >= base["retrieval"]["mAP"]
@@ -154,12 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     publish = {
         "published": False,
         "path": None,
+        "candidate": best,
         "improved_accuracy": imp["verification"]["accuracy_mean"],
         "pretrained_accuracy": base["verification"]["accuracy_mean"],
         "improved_mAP": imp["retrieval"]["mAP"],
         "pretrained_mAP": base["retrieval"]["mAP"],
     }
-    export = runs["improved"].get("export")
+    export = runs[best].get("export")
     if beats and export:
         PUBLISH_DIR.mkdir(parents=True, exist_ok=True)
         src = Path(export["path"])

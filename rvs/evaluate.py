@@ -161,6 +161,9 @@ class CropCache:
         missing = sorted({p for p in rel_paths if p not in index})
         if not missing:
             return
+        absent = [p for p in missing if not (self.images_dir / p).is_file()]
+        if absent:  # a wrong list or data folder must not turn into silently blank crops
+            raise RvsError(f"{len(absent)} image(s) not found under {self.images_dir}, e.g. {absent[:3]}")
         detector = FaceDetector(self.config)
         bs = self.config.detect_batch_size
         with tqdm(total=len(missing), desc="detect (cached)", unit="img", disable=not self.progress, smoothing=0.05) as bar:

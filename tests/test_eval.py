@@ -163,3 +163,44 @@ def test_subtract_mean_distances():
     assert d1 == pytest.approx(d2) and ((d1 >= 0) & (d1 <= 1)).all()
     r = kfold_verification(None, np.arange(20) % 2 == 0, np.arange(20) % 2, dist_for_fold=subtract_mean_distances(a, b))
     assert r.n_pairs == 20
+
+
+@requires_data
+def test_crop_cache_resumes_after_interruption(config, tmp_path, monkeypatch):
+    """Parts are written as they finish: a run killed midway keeps them, the next run detects
+    only what is missing, and a later request for more images adds to the same cache."""
+    import dataclasses
+
+    import rvs.evaluate as ev
+    import rvs.gallery as gallery
+    from rvs.errors import RvsError
+
+    cfg = dataclasses.replace(config, cache_dir=tmp_path / "cache")
+    paths = [f"Aaron_Peirsol/Aaron_Peirsol_{i:04d}.jpg" for i in (1, 2, 3, 4)] + ["Aaron_Sorkin/Aaron_Sorkin_0001.jpg"]
+    monkeypatch.setattr(ev, "PART_SIZE", 2)
+    cfg = dataclasses.replace(cfg, detect_batch_size=2)
+    real = gallery.align_main_faces
+    calls: list[int] = []
+
+    def flaky(ps, *a, **k):
+        calls.append(len(ps))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed during the second part
+        return real(ps, *a, **k)
+
+    monkeypatch.setattr(gallery, "align_main_faces", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        ev.CropCache(cfg, progress=False).get(paths[:4])
+    assert len(ev.CropCache(cfg).cached_paths()) == 2  # the first part survived
+    calls.clear()
+    got = ev.CropCache(cfg, progress=False).get(paths[:4])
+    assert sum(calls) == 2 and got.found.all() and got.crops.shape == (4, 160, 160, 3)
+    calls.clear()
+    more = ev.CropCache(cfg, progress=False).get(paths)
+    assert sum(calls) == 1 and np.array_equal(more.crops[:4], got.crops)
+    # Another margin: recut from cached boxes, no detection.
+    calls.clear()
+    wide = ev.CropCache(cfg, progress=False).get(paths[:2], margin=48)
+    assert calls == [] and not np.array_equal(wide.crops, got.crops[:2]) and wide.key != got.key
+    with pytest.raises(RvsError, match="not found"):
+        ev.CropCache(cfg, progress=False).get(["Nobody/Nobody_0001.jpg"])

@@ -316,3 +316,23 @@ def test_export_loads_with_rvs_weights(config, tmp_path):
     w = load_weights(str(tmp_path / "enc.safetensors"), config)
     assert w.model_id == side["model_id"] and w.model_id.startswith("rvs-improved-") and w.sha256 == side["sha256"]
     assert torch.equal(w.state_dict["last_linear.weight"], enc.state_dict()["last_linear.weight"])
+
+
+@requires_data
+def test_improved_train_mode_keeps_the_pretrained_function(config, tiny_split):
+    """With freeze_bn (default), train mode differs from eval mode only by dropout: the folded
+    BatchNorms of the default weights must not switch to batch statistics."""
+    from rvs.train.data import to_input
+    from rvs.train.models import build_improved
+
+    model, _ = build_improved("casia-webface", config)
+    model.encoder.dropout.p = 0.0
+    x = to_input(tiny_split.crops[:4])
+    with torch.no_grad():
+        ref = model.eval().encoder(x)
+        got = model.train().encoder(x)
+    torch.testing.assert_close(got, ref)
+    model_bn, _ = build_improved("casia-webface", config, freeze_bn=False)
+    model_bn.encoder.dropout.p = 0.0
+    with torch.no_grad():
+        assert (model_bn.train().encoder(x) - ref).abs().max() > 0.05

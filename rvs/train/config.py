@@ -56,6 +56,9 @@ class TrainConfig:
     contrastive_margin: float = 1.4
     consistency_weight: float = 1.0
     decoder_channels: int = 256
+    # Keep the encoder's BatchNorm layers in eval mode (running statistics fixed). Needed with
+    # the default weights, whose BatchNorms are folded (see models.ImprovedModel.train).
+    freeze_bn: bool = True
 
     # --- baseline ---
     pretrained_imagenet: bool = True  # torchvision ImageNet weights when they can be downloaded

@@ -186,7 +186,7 @@ def train(cfg: TrainConfig, config: Config | None = None, progress: bool = True)
     if cfg.model == "improved":
         from rvs.train.models import build_improved
 
-        model, init_id = build_improved(cfg.init_weights, config, cfg.decoder_channels)
+        model, init_id = build_improved(cfg.init_weights, config, cfg.decoder_channels, cfg.freeze_bn)
         model.freeze_before(cfg.train_from)
         sampler = PairSampler(data.labels, cfg.batch_size, cfg.pos_fraction, cfg.seed)
         step_fn = improved_step
@@ -195,7 +195,10 @@ def train(cfg: TrainConfig, config: Config | None = None, progress: bool = True)
             {"params": list(model.decoder.parameters()), "lr": cfg.lr},
         ]
         per_epoch = max(1, len(data) // (2 * cfg.batch_size))
-        notes.append(f"encoder initialised from {init_id}")
+        notes.append(
+            f"encoder initialised from {init_id}; trained from {cfg.train_from or 'the first layer'}; "
+            f"BatchNorm statistics {'frozen' if cfg.freeze_bn else 'updated'}; encoder LR x{cfg.encoder_lr_scale:g}"
+        )
     else:
         from rvs.train.models import BaselineModel
 
