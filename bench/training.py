@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sys
@@ -101,9 +102,10 @@ def to_markdown(report: dict) -> str:
     lines += ["", "## Training runs", ""]
     for name, run in report["runs"].items():
         losses = run.get("losses") or []
-        curve = ", ".join(f"{x['step']}: {x['loss']:.4f}" for x in losses[:: max(1, len(losses) // 10)])
-        if losses:
-            curve += f", {losses[-1]['step']}: {losses[-1]['loss']:.4f}"
+        shown = losses[:: max(1, len(losses) // 10)]
+        if losses and shown[-1] is not losses[-1]:
+            shown.append(losses[-1])
+        curve = ", ".join(f"{x['step']}: {x['loss']:.4f}" for x in shown)
         lines += [
             f"- **{name}**: {run['steps']} steps in {run['seconds']:.0f} s (training only); "
             f"loss {run['loss_first']:.4f} -> {run['loss_last']:.4f}. " + " ".join(run.get("notes", [])),
@@ -159,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, run in runs.items():
         if name.startswith("improved"):
             over = " ".join(o for v in args.variant if name == f"improved ({v[0]})" for o in v[1:])
-            rows.append(row(f"{name}: encoder + decoder, fine-tuned{' with ' + over if over else ''}", run["test"], desc(run)))
+            c = run["config"]
+            what = f"encoder LR {c['lr'] * c['encoder_lr_scale']:g}, decoder LR {c['lr']:g}, trained from {c['train_from'] or 'the first layer'}"
+            rows.append(row(f"{name}: encoder + decoder fine-tuned ({what})", run["test"], desc(run)))
     if "baseline" in runs:
         init = "ImageNet init" if any("ImageNet weights IMAGENET" in n for n in runs["baseline"].get("notes", [])) else "random init"
         rows.append(row(f"baseline (ResNet-50, {init})", runs["baseline"]["test"], desc(runs["baseline"])))
@@ -191,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (training threads: {runs['improved']['config']['num_threads'] or 'torch default'}), "
         + ("CUDA " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"),
         "config_file": str(Path(args.config).resolve().relative_to(ROOT)) if Path(args.config).resolve().is_relative_to(ROOT) else args.config,
         "test_set": {
