@@ -50,19 +50,34 @@ class Embedder:
 
     In: face crops as uint8 array N x 160 x 160 x 3 (RGB), e.g. `Face.crop` from rvs.detect.
     Out: float32 array N x 512, each row L2-normalised, so Euclidean distance d and cosine
-    similarity s relate as d^2 = 2 - 2s.
+    similarity s relate as d^2 = 2 - 2s. When the weights carry a reference centre and
+    `Config.center_embeddings` is on, the network's unit output has the centre subtracted and is
+    normalised again; `model_id` then names weights and centre (what index manifests record).
     """
 
-    def __init__(self, config: Config | None = None, model: torch.nn.Module | None = None, model_id: str | None = None):
+    def __init__(
+        self,
+        config: Config | None = None,
+        model: torch.nn.Module | None = None,
+        model_id: str | None = None,
+        center: np.ndarray | None = None,
+    ):
         self.config = config or Config()
         self.device = self.config.torch_device()
         if model is None:
             from rvs.weights import load_weights
 
             weights = load_weights(self.config.weights, self.config)
-            model, model_id = build_model(weights.state_dict), weights.model_id
+            model = build_model(weights.state_dict)
+            model_id = weights.embedding_id(self.config.center_embeddings)
+            center = weights.center if self.config.center_embeddings else None
+        elif center is not None:
+            from rvs.weights import center_digest
+
+            model_id = f"{model_id or 'unknown'}+center-{center_digest(center)}"
         self.model = model.to(self.device).eval()
         self.model_id = model_id or "unknown"
+        self.center = None if center is None else torch.as_tensor(np.asarray(center, np.float32)).to(self.device)
         self.bf16 = use_bf16(self.config.embed_precision, self.device)
         if self.device.type == "cpu":
             # oneDNN convolutions run faster on NHWC tensors
@@ -87,5 +102,8 @@ class Embedder:
                 e = self.model(x).float()
                 if flip:
                     e = e + self.model(torch.flip(x, dims=[3])).float()
-            out.append(torch.nn.functional.normalize(e, dim=1).float().cpu().numpy())
+            e = torch.nn.functional.normalize(e.float(), dim=1)
+            if self.center is not None:
+                e = torch.nn.functional.normalize(e - self.center, dim=1)
+            out.append(e.cpu().numpy())
         return np.concatenate(out).astype(np.float32)

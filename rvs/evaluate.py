@@ -566,6 +566,33 @@ def retrieval_on_people(
     return out
 
 
+def reference_center(config: Config, people_file: Path | None = None, progress: bool = True) -> tuple[np.ndarray, str, dict]:
+    """Mean raw embedding (centring off, float32) of every image of the people in `people_file`
+    (default: LFW View 1 training people, peopleDevTrain.txt: 4,038 people, 9,525 images, none of
+    them a View 1 test person). Returns (centre, weights model id, provenance)."""
+    import dataclasses
+
+    from rvs.embed import Embedder
+
+    people_file = Path(people_file or lfw_root(config) / "peopleDevTrain.txt")
+    cfg = dataclasses.replace(config, center_embeddings=False, embed_precision="fp32")
+    emb = Embedder(cfg)
+    cache = CropCache(cfg, progress=progress)
+    paths, _, names = people_images(read_people(people_file))
+    crops = cache.get(paths)
+    e = embed_crops(crops, lambda x: emb.embed(x), f"{emb.model_id}-fp32", cache, progress=progress)
+    provenance = {
+        "reference": f"LFW {people_file.name} (deep-funneled), every image",
+        "people": len(names),
+        "images": len(paths),
+        "fallback_centre_crops": crops.n_fallback,
+        "margin": cfg.margin,
+        "precision": "fp32",
+        "made_by": "python -m rvs weights center",
+    }
+    return e.mean(axis=0).astype(np.float32), emb.model_id, provenance
+
+
 def evaluate_view1_test(
     config: Config,
     embed_fn: EmbedFn,

@@ -335,20 +335,7 @@ def verify_artifact_folder(folder: str | os.PathLike, origin: str | None = None)
     folder = Path(folder)
     label = origin or str(folder)
     m = read_artifact_manifest(folder, label)
-    for name, info in m["files"].items():
-        err = BadWeightsFile if name.startswith("model.") else BadIndexFile
-        p = folder / name
-        if not p.is_file():
-            raise err(f"{label}: {name} is missing")
-        size = p.stat().st_size
-        if size != info["bytes"]:
-            raise err(f"{label}: {name} is {size} bytes, {RVS_JSON} says {info['bytes']} (truncated or replaced); not using it")
-        digest = sha256_file(p)
-        if digest != info["sha256"]:
-            raise err(
-                f"{label}: {name} fails its sha256 check (got {digest[:12]}..., {RVS_JSON} says {str(info['sha256'])[:12]}...): "
-                "the file is corrupt or was tampered with; not using it"
-            )
+    verify_files(folder, m, label, RVS_JSON, lambda name: BadWeightsFile if name.startswith("model.") else BadIndexFile)
     index_dir = folder / INDEX_SUBDIR
     manifest = read_manifest(index_dir)
     for name, info in manifest.get("files", {}).items():
@@ -412,19 +399,22 @@ def export_artifacts(
     evaluation, gallery_description, ...). The folder is written to a temporary sibling and
     swapped in, so `out_dir` is either the old folder or the complete new one.
     """
+    import numpy as np
+    import torch
     from safetensors.torch import save_file
 
     from rvs.modelcard import CardInfo, render_model_card
-    from rvs.weights import load_weights
+    from rvs.weights import CENTER_KEY, load_weights
 
     spec = weights_spec or config.weights
     src = Path(index_dir if index_dir is not None else config.index_dir).expanduser()
     manifest = read_manifest(src)
     verify_files(src, manifest)
     w = load_weights(spec, config)
-    if manifest["model_id"] != w.model_id:
+    model_id = w.embedding_id(config.center_embeddings)
+    if manifest["model_id"] != model_id:
         raise IndexError_(
-            f"{src} was built with model {manifest['model_id']!r} but the weights {spec!r} are {w.model_id!r}: "
+            f"{src} was built with model {manifest['model_id']!r} but the weights {spec!r} are {model_id!r}: "
             "export the weights the index was built with (--weights), or rebuild the index"
         )
     out = Path(out_dir).expanduser()
@@ -434,6 +424,8 @@ def export_artifacts(
     tmp.mkdir()
     try:
         state = {k: v.contiguous() for k, v in w.state_dict.items()}
+        if model_id != w.model_id:  # centred embeddings: the centre travels inside the weights file
+            state[CENTER_KEY] = torch.from_numpy(np.asarray(w.center, np.float32))
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "model_id": w.model_id})
         digest = sha256_file(tmp / WEIGHTS_FILE)
         source = _public_source(spec, w.source)
@@ -443,7 +435,8 @@ def export_artifacts(
             {
                 "format": "rvs-model",
                 "version": 1,
-                "model_id": w.model_id,
+                "model_id": model_id,
+                "weights_model_id": w.model_id,
                 "sha256": digest,
                 "bytes": (tmp / WEIGHTS_FILE).stat().st_size,
                 "source": source,
@@ -451,6 +444,11 @@ def export_artifacts(
                 "architecture": "facenet_pytorch.InceptionResnetV1(classify=False)",
                 "embedding_dim": int(manifest.get("dim", 512)),
                 "normalisation": "l2 (unit-length embeddings; compare by Euclidean distance, 0..2)",
+                "center": (
+                    f"tensor {CENTER_KEY!r} in {WEIGHTS_FILE}: subtracted from the l2-normalised output, then l2 again"
+                    if model_id != w.model_id
+                    else None
+                ),
                 "input": {
                     "size": [config.face_size, config.face_size],
                     "channels": "RGB",
@@ -464,7 +462,7 @@ def export_artifacts(
         for name in ["manifest.json", *manifest.get("files", {})]:
             shutil.copyfile(src / name, tmp / INDEX_SUBDIR / name)
         defaults = {
-            "model_id": w.model_id,
+            "model_id": model_id,
             "weights_source": source,
             "gallery_size": int(manifest["n_items"]),
             "n_identities": int(manifest.get("n_identities", 0)),
@@ -483,7 +481,7 @@ def export_artifacts(
             {
                 "format": ARTIFACT_FORMAT,
                 "version": ARTIFACT_VERSION,
-                "model_id": w.model_id,
+                "model_id": model_id,
                 "gallery_size": int(manifest["n_items"]),
                 "n_identities": int(manifest.get("n_identities", 0)),
                 "embedding_dim": int(manifest.get("dim", 512)),

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,14 +225,28 @@ def read_manifest(d: Path) -> dict:
     return manifest
 
 
-def verify_files(d: Path, manifest: dict) -> None:
-    """Check every file listed in the manifest: present, right size, right sha256."""
+def verify_files(
+    d: Path,
+    manifest: dict,
+    label: str | None = None,
+    source: str = "manifest",
+    error_for: Callable[[str], type[Exception]] = lambda name: IndexError_,
+) -> None:
+    """Check every file listed in `manifest["files"]` under `d`: present, right size, right sha256.
+
+    label names the folder in messages, source the listing ("manifest", "rvs.json"), and
+    error_for(name) the exception class for a bad file (weights and index files fail differently)."""
+    label = label or str(d)
     for name, info in manifest.get("files", {}).items():
-        p = d / name
-        if not p.exists():
-            raise IndexError_(f"{d}: {name} is missing")
+        err, p = error_for(name), d / name
+        if not p.is_file():
+            raise err(f"{label}: {name} is missing")
         size = p.stat().st_size
         if size != info["bytes"]:
-            raise IndexError_(f"{d}: {name} is {size} bytes, manifest says {info['bytes']} (truncated or replaced)")
-        if sha256_file(p) != info["sha256"]:
-            raise IndexError_(f"{d}: {name} fails its sha256 check (corrupted or replaced)")
+            raise err(f"{label}: {name} is {size} bytes, {source} says {info['bytes']} (truncated or replaced); not using it")
+        digest = sha256_file(p)
+        if digest != info["sha256"]:
+            raise err(
+                f"{label}: {name} fails its sha256 check (got {digest[:12]}..., {source} says {str(info['sha256'])[:12]}...): "
+                "the file is corrupt or was tampered with; not using it"
+            )

