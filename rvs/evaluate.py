@@ -35,14 +35,14 @@ import numpy as np
 from tqdm import tqdm
 
 from rvs.config import Config
-from rvs.detect import crop_face
+from rvs.detect import DETECTOR_ID, crop_face
 from rvs.errors import RvsError
 from rvs.lfw import Pair, lfw_images_dir, lfw_root, read_pairs, read_people
 from rvs.metrics import average_precision, hits_matrix, ranked_exact, recall_at
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: MTCNN pyramid resized with OpenCV in batches too (boxes changed)
 PART_SIZE = 256  # images per cache part: what an interrupted run can lose at most
 RECALL_KS = (1, 5, 10, 20)
 # Fallback face box as fractions of the image (x1, y1, x2, y2): the median MTCNN box over the
@@ -116,6 +116,7 @@ class CropCache:
         c = config
         det = {
             "v": CACHE_VERSION,
+            "detector": DETECTOR_ID,
             "images": str(self.images_dir),
             "min_face_size": c.min_face_size,
             "thresholds": list(c.detect_thresholds),

@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rvs.config import Config
-from rvs.detect import Face, FaceDetector, select_main_face
+from rvs.detect import DETECTOR_ID, Face, FaceDetector, select_main_face
 from rvs.embed import Embedder
 from rvs.errors import BadInputError, RvsError
 from rvs.imageio import load_image
@@ -124,6 +124,7 @@ def build_index(
     t_embed = time.perf_counter() - t0 - t_detect
     index = FaceIndex(emb, meta, embedder.model_id, config.n_trees, config.search_k)
     index.extra["source_folder"] = str(folder.resolve())
+    index.extra["detector"] = DETECTOR_ID
     index.build_annoy()
     if out_dir is not None:
         index.save(out_dir)

@@ -41,6 +41,7 @@ import numpy as np
 from PIL import Image
 
 from rvs.config import Config
+from rvs.detect import DETECTOR_ID
 from rvs.draw import crop_box, draw_faces, fit, format_time, placeholder_tile, similarity_plot
 from rvs.errors import BadInputError, IndexError_, RvsError
 from rvs.hub import Artifacts, resolve_artifacts
@@ -90,7 +91,7 @@ def starter_selection(folder: Path, people: int = STARTER_PEOPLE, per_person: in
 
 
 def _selection_digest(folder: Path, selection: list[tuple[str, list[Path]]], model_id: str) -> str:
-    h = hashlib.sha256(f"{folder.resolve()}\0{model_id}".encode())
+    h = hashlib.sha256(f"{folder.resolve()}\0{model_id}\0{DETECTOR_ID}".encode())
     for _, paths in selection:
         for p in paths:
             h.update(str(p.relative_to(folder)).encode() + b"\0")

@@ -37,7 +37,7 @@ import torch
 from PIL import Image
 
 from rvs.config import Config
-from rvs.detect import FaceDetector
+from rvs.detect import DETECTOR_ID, FaceDetector
 from rvs.embed import Embedder
 from rvs.imageio import ImageLike, load_image
 from rvs.video import (
@@ -141,6 +141,7 @@ def _params(config: Config, model_id: str) -> dict:
     return {
         "sample_fps": config.video_face_fps,
         "detect": list(_detect_key(c)[1:]),
+        "detector": DETECTOR_ID,
         "model_id": model_id,
     }
 

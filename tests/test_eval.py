@@ -22,7 +22,8 @@ from tests.conftest import requires_data
 # 0.9872 +- 0.0061 without flip, 0.9873 +- 0.0051 with flip (0.9900 with the published model's
 # protocol: flip + training-fold mean subtracted + angular distance, --subtract-mean).
 # The assertion leaves a little room under the measured value.
-FULL_LFW_MIN_ACCURACY = 0.985
+# The target for the default pipeline (measured 0.9903 with the shipped centre).
+FULL_LFW_MIN_ACCURACY = 0.990
 
 
 def test_best_threshold_separable_and_ties():

@@ -87,6 +87,18 @@ def test_same_person_closer_than_strangers(detector, embedder):
     assert same < 1.0
 
 
+def test_gallery_photo_as_query_finds_itself_exactly(engine, built_index, gallery_dir):
+    """A gallery photo (detected in a batch while indexing) searched on its own finds its own
+    entry at distance ~0: batch and single-image detection give the same boxes, so the gallery
+    and the queries are embedded the same way."""
+    index, _ = built_index
+    for i in (0, len(index) // 2, len(index) - 1):
+        path = gallery_dir / index.meta["path"][i]
+        res = engine.search(path, k=1, faces="all")
+        dists = [fr.matches[0].distance for fr in res.faces if fr.matches[0].item == i]
+        assert dists and min(dists) < 0.02, (index.meta["path"][i], [fr.matches[0].to_dict() for fr in res.faces])
+
+
 def test_multiface_photo_yields_many_faces(engine):
     res = engine.search(PHOTOS / "multiface.jpg", k=3)
     assert res.n_faces_detected >= 6

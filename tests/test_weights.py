@@ -135,7 +135,7 @@ def test_matches_opencv_on_real_faces(model, photo_crops):
     assert sims[~np.eye(len(sims), dtype=bool)].max() < 0.8
 
 
-def test_same_person_closer_than_strangers(model):
+def test_same_person_closer_than_strangers(model, casia):
     """LFW: two photos of George W Bush are closer than either is to Colin Powell."""
     from rvs.detect import FaceDetector, select_main_face
     from rvs.imageio import load_image
@@ -148,9 +148,66 @@ def test_same_person_closer_than_strangers(model):
     faces = FaceDetector(Config(device="cpu")).detect(imgs)
     crops = np.stack([f[select_main_face(f, im.size)].crop for f, im in zip(faces, imgs)])
     e = _embed(model, crops)
-    d = np.linalg.norm(e[:, None] - e[None], axis=2)
-    thr = Config().match_threshold
-    assert d[0, 1] < thr < min(d[0, 2], d[1, 2]), d
+    for centered in (False, True):
+        if centered:  # what the embedder does by default, and what match_threshold is calibrated on
+            e = e / np.linalg.norm(e, axis=1, keepdims=True) - casia.center
+        x = e / np.linalg.norm(e, axis=1, keepdims=True)
+        d = np.linalg.norm(x[:, None] - x[None], axis=2)
+        assert d[0, 1] < min(d[0, 2], d[1, 2]), d
+    assert d[0, 1] < Config().match_threshold < min(d[0, 2], d[1, 2]), d
+
+
+# --- embedding centre --------------------------------------------------------------------------
+
+
+def test_shipped_center(casia):
+    """The default weights come with the reference centre rvs ships, and index manifests name it."""
+    c = casia.center
+    assert c is not None and c.shape == (512,) and c.dtype == np.float32
+    # A mean of unit vectors that share a common direction: well inside the unit ball, not zero.
+    assert 0.2 < float(np.linalg.norm(c)) < 0.9
+    digest = weights.center_digest(c)
+    assert casia.embedding_id() == f"{casia.model_id}+center-{digest}"
+    assert casia.embedding_id(centered=False) == casia.model_id
+    data = json.loads((weights.CENTERS_DIR / f"{casia.model_id}.json").read_text())
+    assert data["digest"] == digest and data["images"] == 9525
+
+
+def test_edited_center_file_is_refused(casia, tmp_path, monkeypatch):
+    src = weights.CENTERS_DIR / f"{casia.model_id}.json"
+    data = json.loads(src.read_text())
+    data["values"][0] += 0.01
+    (tmp_path / src.name).write_text(json.dumps(data))
+    monkeypatch.setattr(weights, "CENTERS_DIR", tmp_path)
+    with pytest.raises(WeightsError, match="digest does not match"):
+        weights.shipped_center(casia.model_id)
+
+
+def test_embedder_centres_and_names_it(casia, model, photo_crops):
+    from rvs.embed import Embedder
+
+    cfg = Config(device="cpu", embed_precision="fp32")
+    plain = Embedder(cfg, model=model, model_id=casia.model_id)
+    centred = Embedder(cfg, model=model, model_id=casia.model_id, center=casia.center)
+    assert plain.model_id == casia.model_id and centred.model_id == casia.embedding_id()
+    a, b = plain.embed(photo_crops), centred.embed(photo_crops)
+    want = a - casia.center
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(b, want, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    # Turning it off in the config gives the plain model id, so indexes of either kind are told apart.
+    assert Embedder(Config(device="cpu", center_embeddings=False)).model_id == casia.model_id
+
+
+def test_exported_weights_carry_the_center(casia, tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "m.safetensors"
+    save_file({**casia.state_dict, weights.CENTER_KEY: torch.from_numpy(casia.center)}, str(path))
+    path.with_name(path.name + ".json").write_text(json.dumps({"model_id": casia.model_id, "sha256": weights.file_sha256(path)}))
+    w = weights.load_weights(str(path), Config(cache_dir=tmp_path))
+    assert weights.CENTER_KEY not in w.state_dict
+    assert w.embedding_id() == casia.embedding_id()
 
 
 # --- cache verification ------------------------------------------------------------------------
