@@ -63,11 +63,11 @@ class Config:
 
     # --- search ---
     k: int = 20
-    # Euclidean distance between unit embeddings (0 = identical, 2 = opposite) below which two
-    # faces count as the same person: the accuracy-optimal threshold on LFW pairs.txt with the
-    # default weights (1.113; 10-fold accuracy 0.986; bench/results/retrieval.json). The
-    # FAR=1e-3 operating point is 1.027.
-    match_threshold: float = 1.11
+    # Euclidean distance between unit (centred) embeddings (0 = identical, 2 = opposite) below
+    # which two faces count as the same person: the accuracy-optimal threshold on LFW pairs.txt
+    # with the default weights (1.147; 10-fold accuracy 0.9892; bench/results/retrieval.json).
+    # The FAR=1e-3 operating point is 1.062.
+    match_threshold: float = 1.15
     # Annoy: n_trees / search_k measured on full LFW (bench/retrieval.py): recall@10 vs exact is
     # 0.993 at search_k 10k, 0.9986 at 25k and 1.0 at 100k+.
     vote_k: int = 5  # identity vote over the nearest `vote_k` results under the threshold
