@@ -59,8 +59,8 @@ def photo_embeddings(detector, embedder) -> dict[str, np.ndarray]:
     return out
 
 
-# Angelina Jolie and Kate Siegel (distance 0.94) are this model's one confusion among the four:
-# below the LFW-calibrated threshold (1.11) and even the FAR=1e-3 point (1.03). Kept visible as a
+# Angelina Jolie and Kate Siegel are this model's one confusion among the four: their distance is
+# below the LFW-calibrated threshold (1.15) and even the FAR=1e-3 point (1.06). Kept visible as a
 # strict xfail, so a better model that separates them turns this into a failure to update.
 KNOWN_CONFUSED = {("angelina_jolie", "kate_siegel")}
 
