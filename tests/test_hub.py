@@ -336,3 +336,38 @@ def test_model_card_front_matter(hub, pushed):
     assert "fine-tuned by rvs from casia-webface" in text and "No evaluation numbers" in text
     with pytest.raises(ValueError, match="unknown model card fields"):
         render_model_card({"repo": "typo"})
+
+
+def test_embedding_centre_travels_through_the_hub(hub, env, tmp_path):
+    """Weights with an embedding centre: the exported file carries it, the pulled weights give back
+    the same centre, and the model ids of weights, model.json, rvs.json and index all agree."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from rvs.weights import CENTER_KEY, center_digest, load_weights
+
+    src = make_weights(tmp_path / "w.safetensors")
+    center = np.random.default_rng(3).normal(size=512).astype(np.float32) * 0.05
+    state = load_file(str(src))
+    save_file({**state, CENTER_KEY: torch.from_numpy(center)}, str(src))
+    (src.with_name(src.name + ".json")).write_text(json.dumps({"model_id": MODEL_ID, "sha256": sha256_file(src)}))
+    centred_id = f"{MODEL_ID}+center-{center_digest(center)}"
+    idx = make_index(tmp_path / "index", 12, seed=5, model_id=centred_id)
+    cfg = Config(cache_dir=tmp_path / "c")
+
+    folder = export_artifacts(tmp_path / "art", str(src), idx, cfg, {"repo_id": "tester/centred"})
+    model = json.loads((folder / "model.json").read_text())
+    assert model["model_id"] == centred_id and model["weights_model_id"] == MODEL_ID and model["center"]
+    assert verify_artifact_folder(folder).model_id == centred_id
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_TOKEN", TOKEN)
+        push_artifacts(folder, "tester/centred")
+
+    arts = resolve_artifacts(hub_config(env, repo="tester/centred"))
+    assert arts.model_id == centred_id
+    w = load_weights(arts.weights_spec, arts.apply(hub_config(env, repo="tester/centred")))
+    np.testing.assert_array_equal(w.center, center)
+    assert w.embedding_id() == centred_id and CENTER_KEY not in w.state_dict
+    # The same index exported without centring is refused: it was built with the centre.
+    with pytest.raises(IndexError_, match="was built with model"):
+        export_artifacts(tmp_path / "art2", str(src), idx, Config(cache_dir=tmp_path / "c", center_embeddings=False))
