@@ -91,6 +91,7 @@ class Config:
     video_orb_ratio: float = 0.75  # Lowe's ratio test: a match is "good" when best < ratio * second best
     video_hist_bins_h: int = 16  # HSV histogram over hue x saturation (value left out: robust to brightness)
     video_hist_bins_s: int = 16
+    video_hist_min_sv: int = 32  # histogram over pixels with saturation and value >= this (hue defined); 0 = all
     video_shortlist: int = 200  # frames re-ranked with ORB: the best by pHash plus the best by histogram
     # Report's fusion: if the largest of the three similarities exceeds video_fuse_high take the
     # largest, else the smallest; a frame matches when the fused similarity >= video_match_threshold.

@@ -46,6 +46,7 @@ from PIL import Image
 from rvs.config import Config
 from rvs.errors import BadInputError, NoFaceError
 from rvs.imageio import ImageLike
+from rvs.video_decode import downscale
 
 log = logging.getLogger(__name__)
 
@@ -399,6 +400,9 @@ class _Failed:
 class FrameStream:
     """Iterate over (frame_index, transform(bgr_frame)) for each sampled frame, in order.
 
+    width: frames come shrunk to this width, decoded by `rvs.video_decode` (YUV planes shrunk
+    before the colour conversion) where it applies, else by OpenCV and shrunk after.
+
     `info` (header values) is there from the start; `info.decoded_frames` is set when the stream
     ends. Decoding runs in a background thread that also applies `transform` (e.g. the downscale),
     so decode and the caller's per-frame work overlap on two cores: OpenCV releases the GIL in
@@ -415,8 +419,11 @@ class FrameStream:
         progress: Progress | None = None,
         desc: str = "decoding",
         queue_size: int = 16,
+        width: int | None = None,
     ):
+        self.path = path
         self.cap, self.info = _open(path)
+        self._width = width
         self.sample_fps = effective_sample_fps(self.info.fps, sample_fps)
         self._take = _sampler(self.info.fps, sample_fps)
         self._transform = transform
@@ -434,9 +441,31 @@ class FrameStream:
                 continue
         return False
 
+    def _produce_small(self) -> bool:
+        """Frames shrunk to `width` via rvs.video_decode; False if that path does not apply to
+        this video (nothing was queued then, and the OpenCV path takes over)."""
+        from rvs import video_decode
+
+        frames = video_decode.iter_small_bgr(self.path, self._width, self._take)
+        try:
+            while not self._stop.is_set():
+                i, small = next(frames)
+                if not self._put((i, self._transform(small))):
+                    return True
+        except video_decode.Unsupported as e:
+            log.debug("%s: decoding with OpenCV (%s)", self.path, e)
+            return False
+        except StopIteration as end:
+            self._put(_End(end.value))
+        finally:
+            frames.close()
+        return True
+
     def _produce(self) -> None:
         cap, i = self.cap, 0
         try:
+            if self._width and self._produce_small():
+                return
             with _quiet_opencv():
                 while not self._stop.is_set():
                     if self._take(i):
@@ -445,6 +474,8 @@ class FrameStream:
                             break
                         if i == 0:  # the decoded size, after any rotation OpenCV applied from the metadata
                             self.info.height, self.info.width = frame.shape[:2]
+                        if self._width:
+                            frame = downscale(frame, self._width)
                         if not self._put((i, self._transform(frame))):
                             return
                     elif not cap.grab():

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from rvs import video_frames
+from rvs import video_decode, video_frames
 from rvs.config import PROJECT_ROOT, Config, default_data_dir
 from rvs.errors import BadInputError, NoFaceError
 from rvs.video import (
@@ -354,3 +354,64 @@ def test_cli_json_and_table(cfg, frame_query, first_frame_search, tmp_path):
     p = _cli(str(query), str(VIDEO), "--fusion", "mean", cache=cfg.cache_dir)
     assert p.returncode == 0, p.stderr
     assert "segment(s)" in p.stdout and "0:02.00" in p.stdout
+
+
+# ------------------------------------------------------------------------------------------
+# Decoding shrunk frames (rvs.video_decode) and its OpenCV fallback
+# ------------------------------------------------------------------------------------------
+
+
+def _opencv_small(path: Path, width: int) -> list[np.ndarray]:
+    cap, out = cv2.VideoCapture(str(path)), []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            return out
+        out.append(video_decode.downscale(f, width))
+
+
+def test_yuv_decode_agrees_with_opencv():
+    """Frames shrunk in YUV and converted small look like OpenCV's convert-then-shrink: about one
+    level apart, and the same frame-mode features (masked histogram, pHash)."""
+    assert video_decode.available()
+    ours = [small for _, small in FrameStream(VIDEO, 0, lambda f: f, width=480)]
+    ref = _opencv_small(VIDEO, 480)
+    assert len(ours) == len(ref) == 105 and ours[0].shape == ref[0].shape == (270, 480, 3)
+    fz = video_frames.Featurizer(Config())
+    for i in range(0, 105, 13):
+        assert np.abs(ours[i].astype(int) - ref[i]).mean() < 2.0
+        (pa, ha, _), (pb, hb, _) = fz(ours[i]), fz(ref[i])
+        assert cv2.compareHist(ha, hb, cv2.HISTCMP_CORREL) > 0.99
+        assert bin(int(pa) ^ int(pb)).count("1") <= 4
+
+
+def test_other_pixel_formats_fall_back_to_opencv(tmp_path, monkeypatch):
+    """A video that is not 8-bit 4:2:0 (here Motion JPEG at 4:4:4) goes through OpenCV, shrunk all
+    the same."""
+    import av
+
+    path = tmp_path / "full-chroma.avi"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("mjpeg", rate=25)
+        s.width, s.height, s.pix_fmt = 320, 180, "yuvj444p"
+        for bgr in _opencv_small(VIDEO, 320)[:12]:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr[:, :, ::-1]), format="rgb24")
+            for packet in s.encode(frame.reformat(format="yuvj444p")):
+                out.mux(packet)
+        for packet in s.encode():
+            out.mux(packet)
+    reasons: list[str] = []
+    real = video_decode.iter_small_bgr
+
+    def spy(*a, **k):
+        try:
+            return (yield from real(*a, **k))
+        except video_decode.Unsupported as e:
+            reasons.append(str(e))
+            raise
+
+    monkeypatch.setattr(video_decode, "iter_small_bgr", spy)
+    stream = FrameStream(path, 0, lambda f: f.shape, width=160)
+    shapes = [shape for _, shape in stream]
+    assert reasons and "yuvj444p" in reasons[0]
+    assert shapes == [(90, 160, 3)] * 12 and stream.info.decoded_frames == 12
