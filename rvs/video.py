@@ -401,7 +401,8 @@ class FrameStream:
     """Iterate over (frame_index, transform(bgr_frame)) for each sampled frame, in order.
 
     width: frames come shrunk to this width, decoded by `rvs.video_decode` (YUV planes shrunk
-    before the colour conversion) where it applies, else by OpenCV and shrunk after.
+    before the colour conversion) where it applies and yuv_decode is on, else by OpenCV and
+    shrunk after.
 
     `info` (header values) is there from the start; `info.decoded_frames` is set when the stream
     ends. Decoding runs in a background thread that also applies `transform` (e.g. the downscale),
@@ -420,10 +421,12 @@ class FrameStream:
         desc: str = "decoding",
         queue_size: int = 16,
         width: int | None = None,
+        yuv_decode: bool = True,
     ):
         self.path = path
         self.cap, self.info = _open(path)
         self._width = width
+        self._yuv = yuv_decode
         self.sample_fps = effective_sample_fps(self.info.fps, sample_fps)
         self._take = _sampler(self.info.fps, sample_fps)
         self._transform = transform
@@ -464,7 +467,7 @@ class FrameStream:
     def _produce(self) -> None:
         cap, i = self.cap, 0
         try:
-            if self._width and self._produce_small():
+            if self._width and self._yuv and self._produce_small():
                 return
             with _quiet_opencv():
                 while not self._stop.is_set():

@@ -80,6 +80,12 @@ ORB_BYTES = 32
 HIST_MIN_SHARE = 0.05  # below this share of coloured pixels the histogram uses every pixel
 
 
+def _yuv(config: Config) -> bool:
+    if config.video_decoder not in ("auto", "opencv"):
+        raise BadInputError(f"unknown video decoder {config.video_decoder!r} (expected 'auto' or 'opencv')")
+    return config.video_decoder == "auto" and video_decode.available()
+
+
 class Featurizer:
     """pHash, histogram and ORB of a downscaled BGR frame (or query). Not thread-safe (ORB state)."""
 
@@ -114,7 +120,7 @@ class Featurizer:
             "hist_bins": self.bins,
             "hist_min_sv": c.video_hist_min_sv,
             "phash": f"imagehash-phash-8-grey{PHASH_WIDTH}",
-            "decoder": "yuv-planes" if video_decode.available() else "opencv",  # pixels differ by ~1 level
+            "decoder": "yuv-planes" if _yuv(c) else "opencv",  # pixels differ by ~1 level
         }
 
 
@@ -179,7 +185,9 @@ def _extract(path: Path, config: Config, out_dir: Path, progress: Progress | Non
     phashes: list[np.uint64] = []
     hists: list[np.ndarray] = []
     offsets = [0]
-    stream = FrameStream(path, config.video_frame_fps, lambda small: small, progress, "reading video frames", width=width)
+    stream = FrameStream(
+        path, config.video_frame_fps, lambda small: small, progress, "reading video frames", width=width, yuv_decode=_yuv(config)
+    )
     info = stream.info
     # Descriptors go straight to disk: memory stays flat however long the video is.
     with open(out_dir / "orb.u8", "wb") as orb_f:

@@ -415,3 +415,13 @@ def test_other_pixel_formats_fall_back_to_opencv(tmp_path, monkeypatch):
     shapes = [shape for _, shape in stream]
     assert reasons and "yuvj444p" in reasons[0]
     assert shapes == [(90, 160, 3)] * 12 and stream.info.decoded_frames == 12
+
+
+def test_opencv_decoder_setting(cfg, frame_query, tmp_path):
+    """RVS_VIDEO_DECODER=opencv decodes with OpenCV only, caches separately, and finds the frame."""
+    c = dataclasses.replace(cfg, video_decoder="opencv", cache_dir=tmp_path / "cache")
+    r = search_video_frames(frame_query, VIDEO, c)
+    assert r.segments and abs(r.segments[0].best_time - 2.0) <= 0.1
+    assert video_frames.Featurizer(c).params()["decoder"] == "opencv" != video_frames.Featurizer(cfg).params()["decoder"]
+    with pytest.raises(BadInputError, match="unknown video decoder"):
+        search_video_frames(frame_query, VIDEO, dataclasses.replace(c, video_decoder="gpu"))
