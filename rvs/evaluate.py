@@ -511,7 +511,8 @@ def default_embedder(config: Config, weights: str | None = None) -> tuple[EmbedF
 
     cfg = dataclasses.replace(config, weights=weights) if weights else config
     emb = Embedder(cfg)
-    return (lambda x: emb.embed(x, flip=False)), emb.model_id
+    # The id keys the embedding cache: bf16 and fp32 embeddings differ slightly, so they are kept apart.
+    return (lambda x: emb.embed(x, flip=False)), emb.model_id + ("@bf16" if emb.bf16 else "@fp32")
 
 
 def verify_pairs(
