@@ -125,6 +125,8 @@ def iter_small_bgr(path: Path, width: int, take: Callable[[int], bool]) -> Gener
                 else:  # the format changed mid-stream (rare): FFmpeg converts, then shrink
                     yield i, downscale(frame.to_ndarray(format="bgr24"), width)
             i += 1
+        if i == 0:  # nothing decodable here: let OpenCV try (and report) instead
+            raise Unsupported("PyAV decoded no frame")
         return i
     finally:
         container.close()
