@@ -264,31 +264,48 @@ def group_segments(hits: Sequence[FrameHit], gap: float) -> list[Segment]:
 # ---------------------------------------------------------------------------------------------
 
 
-_QUIET_LOCK = threading.Lock()
-_QUIET_DEPTH = [0, 0]  # [active users, OpenCV log level to restore]
+class SharedSetting:
+    """A process-wide setting (OpenCV's log level, torch's thread count) held at a value while any
+    caller is inside `hold(value)`, and restored when the last one leaves: overlapping searches
+    (the app serves two at a time, a decode thread beside its caller) must not restore it under
+    each other. The first caller's value wins while others join."""
+
+    def __init__(self, get: Callable[[], Any], set_: Callable[[Any], None]):
+        self._get, self._set = get, set_
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved: Any = None
+
+    @contextmanager
+    def hold(self, value: Any) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                self._saved = self._get()
+                self._set(value)
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    self._set(self._saved)
+
+
+_OPENCV_LOG_LEVEL = SharedSetting(cv2.getLogLevel, cv2.setLogLevel)
 
 
 @contextmanager
 def _quiet_opencv() -> Iterator[None]:
     """Silence OpenCV's own warnings ("can't open ... by name") while we open, decode or seek: the
     caller turns failures into one clear error, and the CLI should print one line, not three.
-    OpenCV's log level is process-wide, hence the count: the decode thread and the caller may
-    overlap, and the level is restored when the last one leaves."""
+    OpenCV's log level is process-wide: the decode thread and the caller may overlap, and the
+    level is restored when the last one leaves (`SharedSetting`)."""
     # FFmpeg (inside OpenCV) prints its own errors ("moov atom not found", "overread 8") straight
     # to stderr. OpenCV reads this when it first opens a file with FFmpeg; a user's setting wins.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    with _QUIET_LOCK:
-        if _QUIET_DEPTH[0] == 0:
-            _QUIET_DEPTH[1] = cv2.getLogLevel()
-            cv2.setLogLevel(2)  # errors only
-        _QUIET_DEPTH[0] += 1
-    try:
+    with _OPENCV_LOG_LEVEL.hold(2):  # errors only
         yield
-    finally:
-        with _QUIET_LOCK:
-            _QUIET_DEPTH[0] -= 1
-            if _QUIET_DEPTH[0] == 0:
-                cv2.setLogLevel(_QUIET_DEPTH[1])
 
 
 def check_video_path(video_path: str | os.PathLike) -> Path:

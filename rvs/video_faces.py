@@ -47,6 +47,7 @@ from rvs.video import (
     FrameStream,
     NoQueryFaceError,
     Progress,
+    SharedSetting,
     StageTimer,
     VideoInfo,
     VideoResult,
@@ -93,8 +94,7 @@ def get_embedder(config: Config) -> Embedder:
         return _EMBEDDERS[key]
 
 
-_THREADS_LOCK = threading.Lock()
-_THREADS_STATE = [0, 0]  # [active face searches, torch thread count to restore]
+_TORCH_THREADS = SharedSetting(torch.get_num_threads, torch.set_num_threads)
 
 
 @contextmanager
@@ -104,18 +104,8 @@ def torch_threads(n: int) -> Iterator[None]:
     if n <= 0:
         yield
         return
-    with _THREADS_LOCK:
-        if _THREADS_STATE[0] == 0:
-            _THREADS_STATE[1] = torch.get_num_threads()
-            torch.set_num_threads(n)
-        _THREADS_STATE[0] += 1
-    try:
+    with _TORCH_THREADS.hold(n):
         yield
-    finally:
-        with _THREADS_LOCK:
-            _THREADS_STATE[0] -= 1
-            if _THREADS_STATE[0] == 0:
-                torch.set_num_threads(_THREADS_STATE[1])
 
 
 def video_detect_config(config: Config) -> Config:
