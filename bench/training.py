@@ -39,7 +39,7 @@ RESULTS = ROOT / "bench" / "results"
 PUBLISH_DIR = ROOT / "artifacts" / "models"
 
 
-def run_or_reuse(model: str, config_file: Path, overrides: list[str], reuse: bool, config: Config) -> dict:
+def run_or_reuse(model: str, config_file: Path, overrides: list[str], reuse: bool, config: Config, cache: CropCache) -> dict:
     cfg = TrainConfig.from_sources(model, config_file, overrides)
     out = Path(cfg.out_dir)
     if not out.is_absolute():
@@ -58,7 +58,7 @@ def run_or_reuse(model: str, config_file: Path, overrides: list[str], reuse: boo
                 # and every row of the report must be scored on the same crops.
                 plain = dataclasses.replace(config, center_embeddings=False)
                 fn, mid = default_embedder(plain, str(export))
-                prev["test"] = evaluate_view1_test(plain, fn, mid, cache=CropCache(plain))
+                prev["test"] = evaluate_view1_test(plain, fn, mid, cache=cache)
                 prev.setdefault("notes", []).append("test scores recomputed from the exported encoder by --reuse")
             return prev | {"config": cfg.to_dict()}
         print(f"{model}: {done} is from other settings; training again")
@@ -160,12 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     plain_cfg = dataclasses.replace(config, center_embeddings=False)
     plain_fn, plain_id = default_embedder(plain_cfg)
     pre_plain = evaluate_view1_test(plain_cfg, plain_fn, plain_id, flip=args.flip, cache=cache) if plain_id != model_id else pre
-    runs = {"improved": run_or_reuse("improved", Path(args.config), args.override, args.reuse, config)}
+    runs = {"improved": run_or_reuse("improved", Path(args.config), args.override, args.reuse, config, cache)}
     for name, *over in args.variant:
         base_out = TrainConfig.from_sources("improved", Path(args.config), args.override).out_dir
-        runs[f"improved ({name})"] = run_or_reuse("improved", Path(args.config), [*args.override, *over, f"out_dir={base_out}-{name}"], args.reuse, config)
+        runs[f"improved ({name})"] = run_or_reuse("improved", Path(args.config), [*args.override, *over, f"out_dir={base_out}-{name}"], args.reuse, config, cache)
     if not args.skip_baseline:
-        runs["baseline"] = run_or_reuse("baseline", Path(args.config), args.override, args.reuse, config)
+        runs["baseline"] = run_or_reuse("baseline", Path(args.config), args.override, args.reuse, config, cache)
 
     def desc(run: dict) -> str:
         c = run["config"]

@@ -72,9 +72,9 @@ class Embedder:
             model_id = weights.embedding_id(self.config.center_embeddings)
             center = weights.center if self.config.center_embeddings else None
         elif center is not None:
-            from rvs.weights import center_digest
+            from rvs.weights import embedding_id
 
-            model_id = f"{model_id or 'unknown'}+center-{center_digest(center)}"
+            model_id = embedding_id(model_id or "unknown", center)
         self.model = model.to(self.device).eval()
         self.model_id = model_id or "unknown"
         self.center = None if center is None else torch.as_tensor(np.asarray(center, np.float32)).to(self.device)

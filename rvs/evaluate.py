@@ -511,8 +511,13 @@ def default_embedder(config: Config, weights: str | None = None) -> tuple[EmbedF
 
     cfg = dataclasses.replace(config, weights=weights) if weights else config
     emb = Embedder(cfg)
-    # The id keys the embedding cache: bf16 and fp32 embeddings differ slightly, so they are kept apart.
-    return (lambda x: emb.embed(x, flip=False)), emb.model_id + ("@bf16" if emb.bf16 else "@fp32")
+    return (lambda x: emb.embed(x, flip=False)), embedding_cache_id(emb)
+
+
+def embedding_cache_id(emb) -> str:
+    """Keys `embed_crops`' cache for an `rvs.embed.Embedder`: its model id and precision (bf16 and
+    fp32 embeddings differ slightly, so they are kept apart)."""
+    return emb.model_id + ("@bf16" if emb.bf16 else "@fp32")
 
 
 def verify_pairs(
@@ -574,15 +579,15 @@ def reference_center(config: Config, people_file: Path | None = None, progress: 
     them a View 1 test person). Returns (centre, weights model id, provenance)."""
     import dataclasses
 
-    from rvs.embed import Embedder
-
     people_file = Path(people_file or lfw_root(config) / "peopleDevTrain.txt")
     cfg = dataclasses.replace(config, center_embeddings=False, embed_precision="fp32")
+    from rvs.embed import Embedder
+
     emb = Embedder(cfg)
     cache = CropCache(cfg, progress=progress)
     paths, _, names = people_images(read_people(people_file))
     crops = cache.get(paths)
-    e = embed_crops(crops, lambda x: emb.embed(x), f"{emb.model_id}-fp32", cache, progress=progress)
+    e = embed_crops(crops, emb.embed, embedding_cache_id(emb), cache, progress=progress)
     provenance = {
         "reference": f"LFW {people_file.name} (deep-funneled), every image",
         "people": len(names),

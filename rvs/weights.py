@@ -89,9 +89,7 @@ class Weights:
     def embedding_id(self, centered: bool = True) -> str:
         """What index manifests record: the model id, plus the centre's digest when embeddings are
         centred (an index built one way must not be searched the other way)."""
-        if not centered or self.center is None:
-            return self.model_id
-        return f"{self.model_id}+center-{center_digest(self.center)}"
+        return embedding_id(self.model_id, self.center if centered else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,6 +101,11 @@ CENTERS_DIR = Path(__file__).resolve().parent / "data" / "centers"
 
 def center_digest(center: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(center, np.float32).tobytes()).hexdigest()[:8]
+
+
+def embedding_id(model_id: str, center: np.ndarray | None) -> str:
+    """The id index manifests record for embeddings of `model_id`, centred on `center` or not."""
+    return model_id if center is None else f"{model_id}+center-{center_digest(center)}"
 
 
 def check_center(values: Any, label: str) -> np.ndarray:
