@@ -74,15 +74,21 @@ class Face:
         }
 
 
-def crop_face(img: Image.Image, box: np.ndarray, face_size: int = 160, margin: int = 32) -> np.ndarray:
-    """Cut `box` plus a margin (in pixels of the output crop) out of `img`, resized to a square.
+def crop_face(img: Image.Image, box: np.ndarray, face_size: int = 160, margin: int = 32, margin_units: str = "crop") -> np.ndarray:
+    """Cut `box` plus a margin out of `img`, resized to a `face_size` square (uint8 HxWx3).
 
-    Same geometry as facenet-pytorch's `extract_face`: the margin scales with the box so that a
-    face fills the same share of the crop whatever its size in the photo.
+    margin_units "crop": the margin is in pixels of the output crop and scales with the box, so a
+    face fills the same share of the crop whatever its size in the photo (facenet-pytorch's
+    `extract_face`). "image": a fixed number of photo pixels (Sandberg's align_dataset_mtcnn).
     """
     w, h = img.size
-    mx = margin * (box[2] - box[0]) / (face_size - margin)
-    my = margin * (box[3] - box[1]) / (face_size - margin)
+    if margin_units == "crop":
+        mx = margin * (box[2] - box[0]) / (face_size - margin)
+        my = margin * (box[3] - box[1]) / (face_size - margin)
+    elif margin_units == "image":
+        mx = my = float(margin)
+    else:
+        raise ValueError(f"margin_units must be 'crop' or 'image', not {margin_units!r}")
     x1 = int(max(box[0] - mx / 2, 0))
     y1 = int(max(box[1] - my / 2, 0))
     x2 = int(min(box[2] + mx / 2, w))
@@ -168,7 +174,7 @@ class FaceDetector:
                                 box=box,
                                 landmarks=np.asarray(lm, np.float32) / s,
                                 prob=float(p),
-                                crop=crop_face(images[i], box, c.face_size, c.margin),
+                                crop=crop_face(images[i], box, c.face_size, c.margin, c.margin_units),
                             )
                         )
                     faces.sort(key=lambda f: -f.area)

@@ -129,7 +129,8 @@ class CropCache:
 
     def crop_key(self, margin: int) -> str:
         # The fallback box decides the crops of images without a detected face.
-        return f"s{self.config.face_size}-m{margin}-" + _digest(CENTRE_BOX)[:6]
+        units = "" if self.config.margin_units == "crop" else f"{self.config.margin_units}-"
+        return f"s{self.config.face_size}-m{units}{margin}-" + _digest(CENTRE_BOX)[:6]
 
     def key(self, margin: int | None = None) -> str:
         """Identifies crops for the embedding cache (detector settings + crop geometry)."""
@@ -196,7 +197,7 @@ class CropCache:
             img = load_image(self.images_dir / rel, max_pixels=self.config.max_pixels)
         except RvsError:
             return np.zeros((self.config.face_size, self.config.face_size, 3), np.uint8)
-        return crop_face(img, centre_box(img.size), self.config.face_size, margin)
+        return crop_face(img, centre_box(img.size), self.config.face_size, margin, self.config.margin_units)
 
     def _recrop(self, rel_paths: Sequence[str], boxes: np.ndarray, found: np.ndarray, margin: int) -> np.ndarray:
         """Cut crops at `margin` from cached boxes (no detection): image load + resize only."""
@@ -210,7 +211,7 @@ class CropCache:
             except RvsError:
                 continue
             box = boxes[i] if found[i] else centre_box(img.size)
-            out[i] = crop_face(img, box, s, margin)
+            out[i] = crop_face(img, box, s, margin, self.config.margin_units)
         return out
 
     def _ensure_crop_part(self, part: str) -> None:
@@ -594,6 +595,7 @@ def reference_center(config: Config, people_file: Path | None = None, progress: 
         "images": len(paths),
         "fallback_centre_crops": crops.n_fallback,
         "margin": cfg.margin,
+        "margin_units": cfg.margin_units,
         "precision": "fp32",
         "made_by": "python -m rvs weights center",
     }
@@ -668,6 +670,7 @@ def evaluate_lfw(
         "flip": flip,
         "distance": "angular, training-fold mean subtracted" if subtract_mean else "euclidean (unit embeddings)",
         "margin": config.margin if margin is None else margin,
+        "margin_units": config.margin_units,
         "verification": res.to_dict(),
         "verification_info": info,
     }
@@ -684,7 +687,7 @@ def format_report(result: dict) -> str:
     lines = [
         f"model       {result.get('model_id')}",
         f"protocol    {result.get('pairs_file')}: {v['n_pairs']} pairs, {len(v['fold_accuracies'])} folds, "
-        f"flip={'on' if result.get('flip') else 'off'}, margin={result.get('margin')}",
+        f"flip={'on' if result.get('flip') else 'off'}, margin={result.get('margin')} px of the {result.get('margin_units', 'crop')}",
         f"distance    {result.get('distance', 'euclidean (unit embeddings)')}",
         f"images      {info.get('images', '?')} ({info.get('fallback_centre_crops', 0)} without a detected face: centre crop)",
         "",

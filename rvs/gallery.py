@@ -125,6 +125,7 @@ def build_index(
     index = FaceIndex(emb, meta, embedder.model_id, config.n_trees, config.search_k)
     index.extra["source_folder"] = str(folder.resolve())
     index.extra["detector"] = DETECTOR_ID
+    index.extra["crop"] = {"size": config.face_size, "margin": config.margin, "margin_units": config.margin_units}
     index.build_annoy()
     if out_dir is not None:
         index.save(out_dir)

@@ -454,6 +454,7 @@ def export_artifacts(
                     "channels": "RGB",
                     "detector": "MTCNN (facenet-pytorch)",
                     "margin_px": config.margin,
+                    "margin_units": config.margin_units,
                     "standardisation": "(pixel - 127.5) / 128",
                 },
             },

@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 from conftest import GALLERY_PEOPLE, PHOTOS, lfw_image, requires_data
+from PIL import Image
 
 from rvs.errors import IndexError_, NoFaceError
 from rvs.imageio import load_image
@@ -161,3 +162,28 @@ def test_missing_index_is_a_clear_error(tmp_path):
 def test_wrong_model_is_refused(index_copy):
     with pytest.raises(IndexError_, match="rebuild"):
         FaceIndex.load(index_copy, expect_model_id="some-other-model")
+
+
+@requires_data
+def test_crop_margin_units(detector, embedder):
+    """Both crop geometries on a real face: "crop" units keep the face at (160 - 2*16)/160 of the
+    crop whatever the photo's scale; "image" units (Sandberg's alignment) add a fixed 32 photo
+    pixels, so the face's share grows with its size. Either way the crop is of the same person."""
+    from rvs.detect import crop_face
+
+    img = load_image(lfw_image("Colin_Powell", 1))
+    face = detector.detect([img])[0][0]
+    w = face.box[2] - face.box[0]
+    big = img.resize((img.width * 2, img.height * 2), Image.BILINEAR)
+    rel = [crop_face(im, face.box * s, 160, 32, "crop") for im, s in ((img, 1), (big, 2))]
+    absu = [crop_face(im, face.box * s, 160, 32, "image") for im, s in ((img, 1), (big, 2))]
+    # Scale-invariant geometry: the two relative crops show the same region.
+    assert np.abs(rel[0].astype(float) - rel[1].astype(float)).mean() < 8
+    # Fixed photo pixels: on the doubled photo the same 32 px margin is half as wide relative to the face.
+    assert np.abs(absu[0].astype(float) - absu[1].astype(float)).mean() > 15
+    expect = np.asarray(img.crop((int(face.box[0] - 16), int(face.box[1] - 16), int(face.box[2] + 16), int(face.box[3] + 16))).resize((160, 160), Image.BILINEAR))
+    assert np.array_equal(absu[0], expect) and w > 32
+    e = embedder.embed(np.stack([rel[0], absu[0]]))
+    assert np.linalg.norm(e[0] - e[1]) < 0.6
+    with pytest.raises(ValueError, match="margin_units"):
+        crop_face(img, face.box, 160, 32, "inches")

@@ -24,6 +24,11 @@ def register(sub) -> None:
     p.add_argument("--people", metavar="FILE", help="people list for retrieval (default: <LFW>/peopleDevTest.txt)")
     p.add_argument("--no-retrieval", action="store_true", help="skip the retrieval metrics")
     p.add_argument("--margin", type=int, help="crop margin in pixels of the 160 px crop (default: Config.margin)")
+    p.add_argument(
+        "--margin-units",
+        choices=["crop", "image"],
+        help="margin in pixels of the crop (default, scales with the face) or of the photo (Sandberg's original alignment)",
+    )
     p.add_argument("--margins", metavar="LIST", help="sweep margins, e.g. 16,24,32,40,48 (verification only)")
     p.add_argument(
         "--subtract-mean",
@@ -37,7 +42,10 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from rvs.evaluate import evaluate_lfw, format_report
 
-    cfg = Config.from_env(**({"weights": args.weights} if args.weights else {}))
+    over = {"weights": args.weights} if args.weights else {}
+    if args.margin_units:
+        over["margin_units"] = args.margin_units
+    cfg = Config.from_env(**over)
     common = dict(flip=args.flip, limit_folds=args.limit_folds, pairs_file=Path(args.pairs) if args.pairs else None, progress=not args.quiet)
     common["subtract_mean"] = args.subtract_mean
     if args.margins:
