@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -316,6 +317,23 @@ def test_export_loads_with_rvs_weights(config, tmp_path):
     w = load_weights(str(tmp_path / "enc.safetensors"), config)
     assert w.model_id == side["model_id"] and w.model_id.startswith("rvs-improved-") and w.sha256 == side["sha256"]
     assert torch.equal(w.state_dict["last_linear.weight"], enc.state_dict()["last_linear.weight"])
+    assert w.center is None and w.embedding_id() == w.model_id
+
+    # With an embedding centre: stored in the same file, applied by the embedder, named in the id.
+    from rvs.embed import Embedder
+    from rvs.weights import center_digest
+
+    c = np.random.default_rng(0).normal(size=512).astype(np.float32) * 0.05
+    side_c = export_encoder(enc, tmp_path / "enc_c.safetensors", center=c)
+    wc = load_weights(str(tmp_path / "enc_c.safetensors"), config)
+    assert np.array_equal(wc.center, c) and side_c["embedding_center_digest"] == center_digest(c)
+    assert wc.embedding_id() == f"{side_c['model_id']}+center-{center_digest(c)}"
+    x = np.random.default_rng(1).integers(0, 255, (2, 160, 160, 3), dtype=np.uint8)
+    cfg32 = dataclasses.replace(config, weights=str(tmp_path / "enc_c.safetensors"), embed_precision="fp32")
+    centred = Embedder(cfg32).embed(x)
+    raw = Embedder(dataclasses.replace(cfg32, center_embeddings=False)).embed(x)
+    expect = (raw - c) / np.linalg.norm(raw - c, axis=1, keepdims=True)
+    assert np.allclose(centred, expect, atol=1e-5)
 
 
 @requires_data
@@ -336,3 +354,30 @@ def test_improved_train_mode_keeps_the_pretrained_function(config, tiny_split):
     model_bn.encoder.dropout.p = 0.0
     with torch.no_grad():
         assert (model_bn.train().encoder(x) - ref).abs().max() > 0.05
+
+
+@requires_data
+def test_improved_run_exports_encoder_with_its_centre(config, tiny_split, tmp_path, monkeypatch):
+    """A short improved run exports an encoder that carries its own embedding centre (the mean
+    embedding of its training images), so `--weights export.safetensors` embeds like the run scored."""
+    from rvs.embed import Embedder
+    from rvs.train import data as data_mod
+    from rvs.train import loop
+    from rvs.weights import load_weights
+
+    monkeypatch.setattr(
+        loop, "read_split_people", lambda which, cfg, n=0, seed=0: TINY_PEOPLE if which == "train" else data_mod.read_split_people(which, cfg)
+    )
+    cfg = TrainConfig.from_sources(
+        "improved", None, [f"out_dir={tmp_path}/run", "batch_size=2", "max_steps=2", "train_from=repeat_3", "eval_at_end=false"]
+    )
+    res = loop.train(cfg, config, progress=False)
+    path = res.export["path"]
+    w = load_weights(path, config)
+    assert w.center is not None and res.export["embedding_center_digest"] in w.embedding_id()
+    raw = Embedder(dataclasses.replace(config, weights=path, center_embeddings=False)).embed(tiny_split.crops)
+    assert np.allclose(w.center, raw.mean(axis=0), atol=2e-2)
+    # Centring is what the serving embedder then applies.
+    served = Embedder(dataclasses.replace(config, weights=path)).embed(tiny_split.crops[:2])
+    expect = raw[:2] - w.center
+    assert np.allclose(served, expect / np.linalg.norm(expect, axis=1, keepdims=True), atol=2e-2)

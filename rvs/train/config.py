@@ -74,6 +74,10 @@ class TrainConfig:
     num_threads: int = 0  # torch CPU threads (0 = torch's default)
     eval_at_end: bool = True  # verification + retrieval on the View 1 test people
     eval_flip: bool = False
+    # improved: give the fine-tuned encoder its own embedding centre (mean embedding of its training
+    # images, the recipe of the default weights' centre), applied in the final evaluation and
+    # stored in the export, so it is scored and served like the default pipeline it competes with.
+    center_embeddings: bool = True
     export: bool = True  # improved: write the encoder as safetensors + sidecar at the end
 
     def validate(self) -> TrainConfig:

@@ -13,7 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+
+from rvs.weights import CENTER_KEY, center_digest, check_center
 
 
 def _sha256(path: Path) -> str:
@@ -24,8 +27,13 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def export_encoder(encoder: torch.nn.Module, path: str | Path, meta: dict | None = None, prefix: str = "rvs-improved") -> dict:
+def export_encoder(
+    encoder: torch.nn.Module, path: str | Path, meta: dict | None = None, prefix: str = "rvs-improved", center: np.ndarray | None = None
+) -> dict:
     """Write the encoder's weights to `path` (.safetensors) and its sidecar; return the sidecar.
+
+    center: the embedding centre to store with the weights (tensor `rvs.weights.CENTER_KEY`);
+    `rvs.embed.Embedder` applies it like the default weights' centre.
 
     The model id is `<prefix>-<first 12 hex of the file's sha256>`, so two different exports
     never share an id (index manifests use it to refuse mismatched embeddings).
@@ -37,6 +45,8 @@ def export_encoder(encoder: torch.nn.Module, path: str | Path, meta: dict | None
         raise ValueError(f"{path}: export must end in .safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items() if not k.startswith("logits.")}
+    if center is not None:
+        state[CENTER_KEY] = torch.from_numpy(check_center(center, str(path)).copy())
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -49,6 +59,7 @@ def export_encoder(encoder: torch.nn.Module, path: str | Path, meta: dict | None
     side = {
         "model_id": f"{prefix}-{digest[:12]}",
         "sha256": digest,
+        **({"embedding_center_digest": center_digest(check_center(center, str(path)))} if center is not None else {}),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **(meta or {}),
     }

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from rvs.config import Config
+from rvs.embed import use_bf16
 from rvs.errors import RvsError
 from rvs.evaluate import CropCache, evaluate_view1_test
 from rvs.train.config import TrainConfig
@@ -142,17 +143,28 @@ def baseline_step(model, batch, cfg: TrainConfig, gen: torch.Generator, device: 
     return loss, {"accuracy": float((logits.argmax(1) == y).float().mean())}
 
 
-def make_embed_fn(model, cfg: TrainConfig, device: torch.device, batch: int = 64):
-    """uint8 crops -> unit embeddings with the model in eval mode (for rvs.evaluate)."""
+def make_embed_fn(model, cfg: TrainConfig, device: torch.device, batch: int = 64, bf16: bool = False):
+    """uint8 crops -> unit embeddings with the model in eval mode (for rvs.evaluate); bf16 autocasts
+    like `rvs.embed.Embedder` does, so trained and pretrained models are scored the same way."""
 
     def fn(crops: np.ndarray) -> np.ndarray:
         model.eval()
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             for s in range(0, len(crops), batch):
                 x = to_input(crops[s : s + batch], cfg.image_size).to(device)
                 out.append(F.normalize(model.embed(x), dim=1).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 512), np.float32)
+
+    return fn
+
+
+def centred(embed_fn, center: np.ndarray):
+    """Wrap a unit-embedding function with the embedder's centring: normalize(e - centre)."""
+
+    def fn(crops: np.ndarray) -> np.ndarray:
+        e = embed_fn(crops) - center
+        return (e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
     return fn
 
@@ -167,8 +179,16 @@ def train(cfg: TrainConfig, config: Config | None = None, progress: bool = True)
     cfg.validate()
     config = config or Config.from_env()
     t_start = time.perf_counter()
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+    threads = torch.get_num_threads()
+    try:
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        return _train(cfg, config, progress, t_start, threads)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: TrainConfig, config: Config, progress: bool, t_start: float, threads: int) -> TrainResult:
     device = resolve_device(cfg.device)
     gen = seed_everything(cfg.seed)
     out_dir = Path(cfg.out_dir)
@@ -272,10 +292,17 @@ def train(cfg: TrainConfig, config: Config | None = None, progress: bool = True)
         losses=logged,
         notes=notes,
     )
+    # Inference has no backward pass to share the cores with: all of them, and the embedder's precision.
+    torch.set_num_threads(threads)
+    embed_fn = make_embed_fn(model, cfg, device, bf16=use_bf16(config.embed_precision, device))
+    center = None
+    if cfg.model == "improved" and cfg.center_embeddings:
+        center = embed_fn(data.crops).mean(axis=0).astype(np.float32)
+        notes.append(f"embedding centre: mean of {len(data)} training-image embeddings")
+        embed_fn = centred(embed_fn, center)
     del data
 
     if cfg.eval_at_end:
-        embed_fn = make_embed_fn(model, cfg, device)
         result.test = evaluate_view1_test(config, embed_fn, None, flip=cfg.eval_flip, cache=cache, progress=progress)
         with open(metrics_path, "a") as mlog:
             mlog.write(json.dumps({"step": step, "event": "test", **result.test}) + "\n")
@@ -284,7 +311,7 @@ def train(cfg: TrainConfig, config: Config | None = None, progress: bool = True)
         from rvs.train.export import export_encoder
 
         meta = {"base_model": init_id, "train_config": cfg.to_dict(), "steps": step, "test": result.test}
-        result.export = export_encoder(model.encoder, out_dir / "export" / "encoder.safetensors", meta)
+        result.export = export_encoder(model.encoder, out_dir / "export" / "encoder.safetensors", meta, center=center)
         result.export["path"] = str(out_dir / "export" / "encoder.safetensors")
     (out_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=1, default=str))
     log.info("training finished in %.0f s", time.perf_counter() - t_start)
