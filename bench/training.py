@@ -1,7 +1,7 @@
 """Training report: the default pretrained weights vs the improved model after (smoke) fine-tuning
 vs the ResNet-50 baseline, all scored on the LFW View 1 test people (never seen in training).
 
-    python bench/training.py                          # smoke configs (CPU, ~25 min on 2 cores)
+    python bench/training.py                          # smoke configs (CPU, ~10 min on 2 cores; +6.5 per --variant)
     python bench/training.py --config train/configs/full.json   # the full runs (GPU)
     python bench/training.py --reuse                  # re-score finished runs, no training
 
@@ -66,10 +66,7 @@ def run_or_reuse(model: str, config_file: Path, overrides: list[str], reuse: boo
     if not reuse:
         # A fresh run: an old checkpoint would make train() resume instead of starting over.
         shutil.rmtree(cfg.out_dir, ignore_errors=True)
-    t0 = time.perf_counter()
-    res = train(cfg, config).to_dict()
-    res["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    return res | {"config": cfg.to_dict()}
+    return train(cfg, config).to_dict() | {"config": cfg.to_dict()}
 
 
 def row(name: str, test: dict, train_info: str) -> dict:
@@ -117,8 +114,10 @@ def to_markdown(report: dict) -> str:
             shown.append(losses[-1])
         curve = ", ".join(f"{x['step']}: {x['loss']:.4f}" for x in shown)
         lines += [
-            f"- **{name}**: {run['steps']} steps in {run['seconds']:.0f} s (training only); "
-            f"loss {run['loss_first']:.4f} -> {run['loss_last']:.4f}. " + " ".join(run.get("notes", [])),
+            f"- **{name}**: {run['steps']} steps in {run['seconds']:.0f} s of training"
+            + (f", {run['wall_seconds']:.0f} s end to end (data, training, centre, test scores, export)" if run.get("wall_seconds") else "")
+            + f"; loss {run['loss_first']:.4f} -> {run['loss_last']:.4f}. "
+            + "; ".join(run.get("notes", [])),
             f"  - loss by step: {curve}",
         ]
     d = report["publish"]

@@ -43,13 +43,14 @@ class TrainResult:
     out_dir: str
     model: str
     steps: int
-    seconds: float
+    seconds: float  # the training steps only
     loss_first: float | None  # mean training loss over the first logged window of this run
     loss_last: float | None  # ... and over the last one
     losses: list[dict] = field(default_factory=list)  # the metrics.jsonl training lines
     test: dict | None = None  # evaluate_view1_test result
     export: dict | None = None  # sidecar of the exported encoder
     notes: list[str] = field(default_factory=list)
+    wall_seconds: float | None = None  # the whole run: data, training, centre, test scores, export
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -313,6 +314,7 @@ def _train(cfg: TrainConfig, config: Config, progress: bool, t_start: float, thr
         meta = {"base_model": init_id, "train_config": cfg.to_dict(), "steps": step, "test": result.test}
         result.export = export_encoder(model.encoder, out_dir / "export" / "encoder.safetensors", meta, center=center)
         result.export["path"] = str(out_dir / "export" / "encoder.safetensors")
+    result.wall_seconds = round(time.perf_counter() - t_start, 1)
     (out_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=1, default=str))
-    log.info("training finished in %.0f s", time.perf_counter() - t_start)
+    log.info("training finished in %.0f s", result.wall_seconds)
     return result
