@@ -52,6 +52,42 @@ class CardInfo:
         return cls(**{**defaults, **data})
 
 
+def evaluation_table(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Model-card metrics from an evaluation JSON: the output of `python -m rvs eval --json`
+    (verification + retrieval, flattened into named rows) or any {metric: value} object. Nested
+    values that are not recognised (per-fold lists, ...) stay out of the card's table."""
+    out: dict[str, Any] = {}
+    v = data.get("verification")
+    if isinstance(v, Mapping) and "accuracy_mean" in v:
+        proto = f"LFW {data.get('pairs_file', 'pairs.txt')} {len(v.get('fold_accuracies', [])) or 10}-fold"
+        setting = ", ".join(
+            x
+            for x in (
+                "flip TTA" if data.get("flip") else "",
+                f"margin {data['margin']} px of the {data.get('margin_units', 'crop')}" if "margin" in data else "",
+                data.get("distance", ""),
+            )
+            if x
+        )
+        out[f"{proto} verification accuracy"] = f"{v['accuracy_mean']:.4f} ± {v['accuracy_std']:.4f}"
+        out["ROC AUC"] = v.get("roc_auc")
+        for far, tar in (v.get("tar_at_far") or {}).items():
+            out[f"TAR @ FAR={far}"] = tar
+        out["best threshold (all pairs)"] = v.get("best_threshold")
+        if setting:
+            out["evaluation setting"] = setting
+        r = data.get("retrieval")
+        if isinstance(r, Mapping) and "rank1" in r:
+            who = f"{r.get('people_file', 'View 1 test people')}, {r.get('queries', '?')} leave-one-out queries"
+            out[f"rank-1 ({who})"] = r["rank1"]
+            out[f"mAP ({who})"] = r.get("mAP")
+        if data.get("model_id"):
+            out["evaluated model"] = data["model_id"]
+    else:
+        out = {str(k): val for k, val in data.items() if isinstance(val, (int, float, str)) and not isinstance(val, bool)}
+    return {k: val for k, val in out.items() if val is not None}
+
+
 def front_matter(info: CardInfo) -> dict[str, Any]:
     """The card's YAML metadata, as the Hub's model-card schema names it."""
     return {

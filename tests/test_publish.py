@@ -62,6 +62,11 @@ def test_train_index_push_pull_search(config, exported, tmp_path, monkeypatch):
     weights = exported["path"]
     centred_id = load_weights(weights, config).embedding_id()
     assert centred_id.startswith(exported["model_id"] + "+center-")
+    # Its evaluation, as the model card will show it (20 View 1 test pairs: a quick check).
+    pairs = (config.data_dir / "lfw" / "pairsDevTest.txt").read_text().splitlines()
+    (tmp_path / "pairs.txt").write_text("\n".join(["10", *pairs[1:11], *pairs[501:511]]) + "\n")
+    cli("eval", "--weights", weights, "--pairs", str(tmp_path / "pairs.txt"), "--no-retrieval", "--json", str(tmp_path / "eval.json"), "--quiet")
+    acc = json.loads((tmp_path / "eval.json").read_text())["verification"]["accuracy_mean"]
 
     with FakeHub(token=TOKEN) as hub:
         hub_client_env(monkeypatch, tmp_path, hub.endpoint)
@@ -69,7 +74,7 @@ def test_train_index_push_pull_search(config, exported, tmp_path, monkeypatch):
         summary = json.loads(cli("index", str(gallery), "--out", str(tmp_path / "index"), "--weights", weights, "--json"))
         assert summary["faces_indexed"] == 3 * len(PEOPLE)
         monkeypatch.setenv("HF_TOKEN", TOKEN)
-        out = cli("push", "--repo", REPO, "--index", str(tmp_path / "index"), "--weights", weights)
+        out = cli("push", "--repo", REPO, "--index", str(tmp_path / "index"), "--weights", weights, "--eval-json", str(tmp_path / "eval.json"))
         assert f"pushed {REPO}@main" in out
         assert hub.unhandled == []
 
@@ -81,6 +86,8 @@ def test_train_index_push_pull_search(config, exported, tmp_path, monkeypatch):
         assert arts.model_id == centred_id and arts.gallery_size == 3 * len(PEOPLE)
         card = (arts.index_dir.parent / "README.md").read_text()
         assert exported["model_id"] in card
+        assert f"| LFW pairs.txt 10-fold verification accuracy | {acc:.4f} ± " in card
+        assert f"| evaluated model | {centred_id}@" in card
 
     engine = SearchEngine.from_index_dir(arts.index_dir, arts.apply(cfg))
     right = 0

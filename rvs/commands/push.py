@@ -24,7 +24,7 @@ def register(sub) -> None:
     p.add_argument("--revision", default="main", help="branch to commit to, created if missing (default: main)")
     p.add_argument("--private", action="store_true", help="create the repo private (no effect on an existing repo)")
     p.add_argument("--message", help="commit message")
-    p.add_argument("--eval-json", help="JSON file of evaluation numbers for the model card ({metric: value})")
+    p.add_argument("--eval-json", help="evaluation numbers for the model card: `python -m rvs eval --json` output or a {metric: value} JSON file")
     p.add_argument("--gallery-description", help="one paragraph on what the gallery is, for the model card")
     p.add_argument("--export-only", metavar="OUT", help="only write the artifact folder to OUT; upload nothing")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -39,9 +39,10 @@ def _evaluation(path: str | None) -> dict:
     except (OSError, ValueError) as e:
         raise BadInputError(f"{path}: cannot read evaluation JSON ({e})") from None
     if not isinstance(data, dict):
-        raise BadInputError(f"{path}: evaluation JSON must be an object {{metric: value}}")
-    # Only scalars go in the card's table; nested results (per-fold lists...) stay out.
-    return {str(k): v for k, v in data.items() if isinstance(v, (int, float, str))}
+        raise BadInputError(f"{path}: evaluation JSON must be an object ({{metric: value}} or `python -m rvs eval --json` output)")
+    from rvs.modelcard import evaluation_table
+
+    return evaluation_table(data)
 
 
 def run(args: argparse.Namespace) -> int:
