@@ -1,7 +1,7 @@
 """LFW: image lists and the standard protocols (View 1 people/pairs, View 2 pairs.txt).
 
 Works on any folder-per-person tree laid out like LFW (`<root>/<Name>/<Name>_NNNN.jpg`).
-Real download code for a fresh machine with internet is in `download_lfw`.
+Fetching LFW onto a fresh machine: `rvs.lfw_download` (`python -m rvs lfw download`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from pathlib import Path
 from rvs.config import Config
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-LFW_URL = "https://vis-www.cs.umass.edu/lfw/lfw-deepfunneled.tgz"
-LFW_PAIRS_URL = "https://vis-www.cs.umass.edu/lfw/pairs.txt"
 
 
 def lfw_root(config: Config | None = None) -> Path:
@@ -89,29 +87,3 @@ def read_people(path: str | Path) -> dict[str, int]:
         if len(r) == 2:
             out[r[0]] = int(r[1])
     return out
-
-
-def download_lfw(dest: str | Path) -> Path:
-    """Download and unpack LFW (deep-funneled) and pairs.txt into `dest` (needs internet)."""
-    import tarfile
-
-    import requests
-    from tqdm import tqdm
-
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    tgz = dest / "lfw-deepfunneled.tgz"
-    with requests.get(LFW_URL, stream=True, timeout=30) as r:
-        r.raise_for_status()
-        total = int(r.headers.get("Content-Length", 0))
-        with open(tgz, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, desc="LFW") as bar:
-            for chunk in r.iter_content(1 << 20):
-                f.write(chunk)
-                bar.update(len(chunk))
-    with tarfile.open(tgz) as t:
-        t.extractall(dest, filter="data")
-    (dest / "lfw-deepfunneled").rename(dest / "images_deepfunneled")
-    r = requests.get(LFW_PAIRS_URL, timeout=30)
-    r.raise_for_status()
-    (dest / "pairs.txt").write_text(r.text)
-    return dest
