@@ -298,7 +298,12 @@ def _train(cfg: TrainConfig, config: Config, progress: bool, t_start: float, thr
     embed_fn = make_embed_fn(model, cfg, device, bf16=use_bf16(config.embed_precision, device))
     center = None
     if cfg.model == "improved" and cfg.center_embeddings:
-        center = embed_fn(data.crops).mean(axis=0).astype(np.float32)
+        total = np.zeros(512, np.float64)
+        with tqdm(total=len(data), desc="embedding centre", unit="img", disable=not progress) as bar:
+            for s in range(0, len(data), 512):
+                total += embed_fn(data.crops[s : s + 512]).sum(axis=0)
+                bar.update(min(512, len(data) - s))
+        center = (total / len(data)).astype(np.float32)
         notes.append(f"embedding centre: mean of {len(data)} training-image embeddings")
         embed_fn = centred(embed_fn, center)
     del data
