@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from tqdm import tqdm
 from rvs.config import Config
 from rvs.detect import DETECTOR_ID, crop_face
 from rvs.errors import RvsError
+from rvs.fileio import atomic_write
 from rvs.lfw import Pair, lfw_images_dir, lfw_root, read_pairs, read_people
 from rvs.metrics import average_precision, hits_matrix, ranked_exact, recall_at
 
@@ -83,16 +83,13 @@ def _digest(obj) -> str:
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    """np.savez via a temporary file + os.replace: a killed run never leaves a truncated part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    """np.savez written atomically: a killed run never leaves a truncated part."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a path
             np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 def centre_box(size: tuple[int, int]) -> np.ndarray:

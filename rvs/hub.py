@@ -34,7 +34,8 @@ from typing import Any
 
 from rvs.config import Config
 from rvs.errors import IndexError_, RvsError, WeightsError
-from rvs.index import read_manifest, sha256_file, verify_files, write_json_atomic
+from rvs.fileio import sha256_file, write_json_atomic
+from rvs.index import read_manifest, verify_files
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ manifest is checked at load, so a crash or a partial copy never yields a silentl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -25,27 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from rvs.errors import IndexError_
+from rvs.fileio import sha256_file, write_json_atomic
 
 FORMAT = "rvs-face-index"
 VERSION = 1
 META_FIELDS = ("identity", "path", "box", "prob")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass

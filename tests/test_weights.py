@@ -17,6 +17,7 @@ from rvs import tfgraph, weights
 from rvs.config import Config
 from rvs.embed import build_model, standardize
 from rvs.errors import WeightsError
+from rvs.fileio import sha256_file
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +205,7 @@ def test_exported_weights_carry_the_center(casia, tmp_path):
 
     path = tmp_path / "m.safetensors"
     save_file({**casia.state_dict, weights.CENTER_KEY: torch.from_numpy(casia.center)}, str(path))
-    path.with_name(path.name + ".json").write_text(json.dumps({"model_id": casia.model_id, "sha256": weights.file_sha256(path)}))
+    path.with_name(path.name + ".json").write_text(json.dumps({"model_id": casia.model_id, "sha256": sha256_file(path)}))
     w = weights.load_weights(str(path), Config(cache_dir=tmp_path))
     assert weights.CENTER_KEY not in w.state_dict
     assert w.embedding_id() == casia.embedding_id()
@@ -224,12 +225,12 @@ def test_corrupt_cache_is_reconverted(casia, tmp_path, caplog):
         b = f.read(1)
         f.seek(-1, 1)
         f.write(bytes([b[0] ^ 0xFF]))
-    assert weights.file_sha256(cache) != casia.sha256
+    assert sha256_file(cache) != casia.sha256
     with caplog.at_level(logging.WARNING, logger="rvs.weights"):
         w = weights.load_weights("casia-webface", Config(cache_dir=tmp_path))
     assert "fails its checksum" in caplog.text
     # Conversion is deterministic: the rebuilt cache is byte-identical to the real one.
-    assert w.sha256 == casia.sha256 == weights.file_sha256(cache)
+    assert w.sha256 == casia.sha256 == sha256_file(cache)
     assert torch.equal(w.state_dict["repeat_2.4.conv2d.weight"], casia.state_dict["repeat_2.4.conv2d.weight"])
 
 
@@ -248,7 +249,7 @@ def test_local_safetensors_round_trip(casia, tmp_path):
     path = tmp_path / "mine.safetensors"
     save_file(casia.state_dict, str(path))
     w = weights.load_weights(str(path), Config(cache_dir=tmp_path))
-    digest = weights.file_sha256(path)
+    digest = sha256_file(path)
     assert w.sha256 == digest and w.model_id == f"local:{digest[:12]}"
     assert all(torch.equal(w.state_dict[k], v) for k, v in casia.state_dict.items())
 
@@ -320,7 +321,7 @@ def test_vggface2_download_path(casia, monkeypatch, tmp_path):
     assert set(w.state_dict) == set(casia.state_dict)  # logits.* dropped
     cached = sorted(p.name for p in (tmp_path / "weights").iterdir())
     assert cached == [weights.VGGFACE2_CACHE_NAME, weights.VGGFACE2_CACHE_NAME + ".json"]
-    assert w.sha256 == weights.file_sha256(tmp_path / "weights" / weights.VGGFACE2_CACHE_NAME)
+    assert w.sha256 == sha256_file(tmp_path / "weights" / weights.VGGFACE2_CACHE_NAME)
 
 
 def test_hf_spec_from_offline_cache(casia, monkeypatch, tmp_path):

@@ -6,25 +6,14 @@ Output: `<name>.safetensors` (an InceptionResnetV1 state dict, no pickle) and th
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from rvs.fileio import atomic_write, sha256_file, write_json_atomic
 from rvs.weights import CENTER_KEY, center_digest, check_center
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def export_encoder(
@@ -43,28 +32,18 @@ def export_encoder(
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"{path}: export must end in .safetensors")
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items() if not k.startswith("logits.")}
     if center is not None:
-        state[CENTER_KEY] = torch.from_numpy(check_center(center, str(path)).copy())
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"format": "InceptionResnetV1 state dict (facenet-pytorch keys)"})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    digest = _sha256(path)
+        center = check_center(center, str(path))
+        state[CENTER_KEY] = torch.from_numpy(center.copy())
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"format": "InceptionResnetV1 state dict (facenet-pytorch keys)"}))
+    digest = sha256_file(path)
     side = {
         "model_id": f"{prefix}-{digest[:12]}",
         "sha256": digest,
-        **({"embedding_center_digest": center_digest(check_center(center, str(path)))} if center is not None else {}),
+        **({"embedding_center_digest": center_digest(center)} if center is not None else {}),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **(meta or {}),
     }
-    side_path = path.with_name(path.name + ".json")
-    tmp_side = side_path.with_name(side_path.name + ".tmp")
-    tmp_side.write_text(json.dumps(side, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp_side, side_path)
+    write_json_atomic(path.with_name(path.name + ".json"), side, indent=2, sort_keys=True, default=str)
     return side
