@@ -183,7 +183,6 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row(f"pretrained ({pre_plain['model_id']}), no embedding centre: what runs without one are compared with", pre_plain, "none"))
     for name, run in runs.items():
         if name.startswith("improved"):
-            over = " ".join(o for v in args.variant if name == f"improved ({v[0]})" for o in v[1:])
             c = run["config"]
             what = f"encoder LR {c['lr'] * c['encoder_lr_scale']:g}, decoder LR {c['lr']:g}, trained from {c['train_from'] or 'the first layer'}"
             rows.append(row(f"{name}: encoder + decoder fine-tuned ({what})", run["test"], desc(run)))

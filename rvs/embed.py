@@ -17,6 +17,12 @@ def standardize(crops: np.ndarray) -> torch.Tensor:
     return (t - 127.5) / 128.0
 
 
+def recenter(e: torch.Tensor, center: torch.Tensor | None) -> torch.Tensor:
+    """Unit embeddings N x 512 -> normalize(e - center): the weights' reference centre removed
+    (`Config.center_embeddings`); unchanged when center is None."""
+    return e if center is None else torch.nn.functional.normalize(e - center, dim=1)
+
+
 def use_bf16(precision: str, device: torch.device) -> bool:
     """bfloat16 autocast only where the hardware does it natively; emulated bf16 is slower."""
     if precision == "fp32":
@@ -102,8 +108,6 @@ class Embedder:
                 e = self.model(x).float()
                 if flip:
                     e = e + self.model(torch.flip(x, dims=[3])).float()
-            e = torch.nn.functional.normalize(e.float(), dim=1)
-            if self.center is not None:
-                e = torch.nn.functional.normalize(e - self.center, dim=1)
+            e = recenter(torch.nn.functional.normalize(e.float(), dim=1), self.center)
             out.append(e.cpu().numpy())
         return np.concatenate(out).astype(np.float32)

@@ -9,7 +9,6 @@ evaluation uses.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -161,7 +160,3 @@ def augment(x: torch.Tensor, gen: torch.Generator, flip: bool = True, jitter: in
         x = torch.stack([p[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
     return x
 
-
-def view1_paths(config: Config) -> tuple[Path, Path]:
-    root = lfw_root(config)
-    return root / "pairsDevTrain.txt", root / "pairsDevTest.txt"

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from rvs.config import Config
-from rvs.embed import use_bf16
+from rvs.embed import recenter, use_bf16
 from rvs.errors import RvsError
 from rvs.evaluate import CropCache, evaluate_view1_test
 from rvs.train.config import TrainConfig
@@ -144,9 +144,10 @@ def baseline_step(model, batch, cfg: TrainConfig, gen: torch.Generator, device: 
     return loss, {"accuracy": float((logits.argmax(1) == y).float().mean())}
 
 
-def make_embed_fn(model, cfg: TrainConfig, device: torch.device, batch: int = 64, bf16: bool = False):
-    """uint8 crops -> unit embeddings with the model in eval mode (for rvs.evaluate); bf16 autocasts
-    like `rvs.embed.Embedder` does, so trained and pretrained models are scored the same way."""
+def make_embed_fn(model, cfg: TrainConfig, device: torch.device, batch: int = 64, bf16: bool = False, center: np.ndarray | None = None):
+    """uint8 crops -> unit embeddings with the model in eval mode (for rvs.evaluate); bf16 autocast
+    and centring as `rvs.embed.Embedder` does them, so trained and pretrained models are scored alike."""
+    c = None if center is None else torch.as_tensor(center, dtype=torch.float32, device=device)
 
     def fn(crops: np.ndarray) -> np.ndarray:
         model.eval()
@@ -154,18 +155,8 @@ def make_embed_fn(model, cfg: TrainConfig, device: torch.device, batch: int = 64
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             for s in range(0, len(crops), batch):
                 x = to_input(crops[s : s + batch], cfg.image_size).to(device)
-                out.append(F.normalize(model.embed(x), dim=1).float().cpu().numpy())
+                out.append(recenter(F.normalize(model.embed(x).float(), dim=1), c).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 512), np.float32)
-
-    return fn
-
-
-def centred(embed_fn, center: np.ndarray):
-    """Wrap a unit-embedding function with the embedder's centring: normalize(e - centre)."""
-
-    def fn(crops: np.ndarray) -> np.ndarray:
-        e = embed_fn(crops) - center
-        return (e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
     return fn
 
@@ -295,7 +286,8 @@ def _train(cfg: TrainConfig, config: Config, progress: bool, t_start: float, thr
     )
     # Inference has no backward pass to share the cores with: all of them, and the embedder's precision.
     torch.set_num_threads(threads)
-    embed_fn = make_embed_fn(model, cfg, device, bf16=use_bf16(config.embed_precision, device))
+    bf16 = use_bf16(config.embed_precision, device)
+    embed_fn = make_embed_fn(model, cfg, device, bf16=bf16)
     center = None
     if cfg.model == "improved" and cfg.center_embeddings:
         total = np.zeros(512, np.float64)
@@ -305,7 +297,7 @@ def _train(cfg: TrainConfig, config: Config, progress: bool, t_start: float, thr
                 bar.update(min(512, len(data) - s))
         center = (total / len(data)).astype(np.float32)
         notes.append(f"embedding centre: mean of {len(data)} training-image embeddings")
-        embed_fn = centred(embed_fn, center)
+        embed_fn = make_embed_fn(model, cfg, device, bf16=bf16, center=center)
     del data
 
     if cfg.eval_at_end:
