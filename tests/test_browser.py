@@ -92,6 +92,9 @@ def test_upload_search_and_see_the_name(page):
 def test_video_tab_person_example(page):
     page.get_by_role("tab", name="Video search").click()
     page.get_by_text("Find this person").click()
+    # The example fills the video input asynchronously: search once the player shows it (a click
+    # before that is answered "upload a video first", which made this test flaky on a slow machine).
+    page.locator("video").first.wait_for()
     page.get_by_role("button", name="Search the video").click()
     page.locator("#rvs-vsummary").get_by_text("frames compared").wait_for()
     caption = page.locator("#rvs-frames .caption-label").first
