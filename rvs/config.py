@@ -88,7 +88,7 @@ class Config:
     starter_per_person: int = 3
 
     # --- video ---
-    # Frame mode: per-frame pHash, HSV histogram and ORB, fused by the original report's rule.
+    # Frame mode: per-frame pHash, HSV histogram and ORB (+ keypoint positions and a thumbnail).
     video_frame_fps: float = 0.0  # frames sampled per second of video in frame mode; 0 = every frame
     video_width: int = 480  # histogram and ORB run on frames downscaled to this width (speed; ORB gains little from more)
     video_orb_features: int = 300  # ORB keypoints per frame (32 bytes each in the cache); 500 ranks no better here, costs 2x
@@ -108,9 +108,33 @@ class Config:
     # "mean" fusion: the mean of the three similarities, matching at >= video_mean_threshold. Tighter
     # than the report's rule, which on a single-shot video matches nearly every frame (histogram
     # correlation >= 0.98) yet misses a JPEG-q60 copy of a frame (bench/video.py measures both).
-    video_fusion: str = "report"  # "report" | "mean"
+    # "moments" (default): frames ranked by ORB matches verified by one similarity transform
+    # (RANSAC; crop/scale/letterbox-proof, the query is also tried mirrored), answered as peaks
+    # ("moments") with a reading; the report's rules above stay available for comparison
+    # (bench/video_quality.py: on the report's rule a single-shot video is one whole-video match).
+    video_fusion: str = "moments"  # "moments" | "report" | "mean"
     video_mean_threshold: float = 0.75
-    video_segment_gap: float = 1.0  # matches at most this many seconds apart join one segment
+    video_segment_gap: float = 1.0  # report/mean: matches at most this many seconds apart join one segment
+    # Moments. A match needs this many RANSAC inliers: unrelated videos gave <= 13 on the quality
+    # bench, the right frame >= 45 (an 80% crop at 50% scale being the weakest).
+    video_min_inliers: int = 20
+    # Placement prior: a frame whose match puts the query's centre off the frame's centre (by this
+    # share of the frame width) loses up to video_centre_weight of its score. Breaks the ties of
+    # pans and static backgrounds, where neighbouring frames match as many keypoints.
+    video_centre_weight: float = 0.5
+    video_centre_scale: float = 0.03
+    video_max_moments: int = 5
+    video_moment_ratio: float = 0.5  # further moments need this share of the best moment's score
+    # A moment reads "same frame" when it has >= video_same_frame_ratio of the best score and its
+    # aligned pixels agree with the query (normalised correlation >= video_same_frame_ncc), else
+    # "same shot" (the same scene, geometrically, at another moment).
+    video_same_frame_ratio: float = 0.8
+    video_same_frame_ncc: float = 0.8
+    # A moment's segment: the frames around the peak whose score stays within this share of the
+    # peak's height above the video's median score (the video's own scale, not one absolute line).
+    video_segment_drop: float = 0.2
+    video_moment_gap: float = 0.5  # seconds kept free around a moment's segment before the next moment
+    video_refine_s: float = 0.5  # frames this close to the best candidates are compared too
     # Face mode: detect + embed faces in sampled frames, match with `match_threshold`.
     video_face_fps: float = 2.0
     video_face_batch: int = 8  # frames per MTCNN batch (memory grows with batch x frame size)

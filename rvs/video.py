@@ -107,7 +107,10 @@ class FrameHit:
     rank: what orders hits and segments. Frame mode: the mean of the three similarities (the max
     rule saturates: many neighbouring frames of one shot reach 0.98 histogram correlation, while
     ORB drops sharply away from the exact frame), face mode: same as score.
-    phash / hist / orb: frame mode's three similarities (orb is None outside the ORB shortlist).
+    phash / hist / orb: frame mode's three similarities (orb is None outside the ORB shortlist;
+    with "moments" fusion it is the share of keypoints the geometric match explains).
+    inliers / flipped: "moments" fusion: keypoint matches explained by one similarity transform,
+    and whether the mirrored query matched better.
     faces: face mode's matching faces in this frame.
     """
 
@@ -119,11 +122,15 @@ class FrameHit:
     hist: float | None = None
     orb: float | None = None
     faces: list[FaceBox] = field(default_factory=list)
+    inliers: int | None = None
+    flipped: bool | None = None
 
     def to_dict(self) -> dict:
         d: dict[str, Any] = {"frame": self.frame, "time": _r(self.time, 3), "score": _r(self.score), "rank": _r(self.rank)}
         if self.phash is not None or self.hist is not None:
             d.update(phash=_r(self.phash), hist=_r(self.hist), orb=_r(self.orb))
+        if self.inliers is not None:
+            d.update(inliers=self.inliers, flipped=self.flipped)
         if self.faces:
             d["faces"] = [f.to_dict() for f in self.faces]
         return d
@@ -164,6 +171,51 @@ class Segment:
         return d
 
 
+READINGS = {
+    "same frame": "this frame (a copy: re-encoded, scaled, cropped, mirrored or recoloured)",
+    "same shot": "the same scene at another moment (the camera view matches, the moment does not)",
+    "similar scene": "looks alike (colours), but no part of the picture matches",
+}
+
+
+@dataclass
+class Moment:
+    """A peak of frame similarity: where the query is ("moments" fusion, frame mode).
+
+    time / frame: the best frame. score: its score (`rvs.video_frames.GeoScores`). reading: one
+    of `READINGS`. start / end: the frames around the peak that score close to it (the moment's
+    segment; start == end == time for a single frame). ncc: how well the query's pixels, aligned
+    onto the frame, agree with it (1 = identical; None when not measured)."""
+
+    time: float
+    frame: int
+    score: float
+    reading: str
+    start: float
+    end: float
+    ncc: float | None
+    hit: FrameHit | None = None
+
+    def caption(self) -> str:
+        """One line for a gallery or a table: "0:02.00 · same frame · 0.93"."""
+        m, s = divmod(max(0.0, self.time), 60)
+        return f"{int(m)}:{s:05.2f} · {self.reading} · {self.score:.2f}"
+
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {
+            "time": _r(self.time, 3),
+            "frame": self.frame,
+            "score": _r(self.score),
+            "reading": self.reading,
+            "start": _r(self.start, 3),
+            "end": _r(self.end, 3),
+            "ncc": _r(self.ncc),
+        }
+        if self.hit is not None and self.hit.inliers is not None:
+            d.update(inliers=self.hit.inliers, flipped=self.hit.flipped)
+        return d
+
+
 @dataclass
 class VideoInfo:
     """What the container says (frame_count, fps) and what decoding found (decoded_frames)."""
@@ -186,9 +238,12 @@ class VideoResult:
     """Result of a video search.
 
     segments: best first. curve: one (time, score) per sampled frame (score NaN where there is
-    none, e.g. a frame without faces). closest: the best-ranked sample even when nothing matched
-    (so a UI can say how close it got). timings: seconds per stage. cached: the per-frame
-    features came from the cache (frames_decoded is then 0).
+    none, e.g. a frame without faces, or a frame "moments" fusion did not need to compare).
+    closest: the best-ranked sample even when nothing matched (so a UI can say how close it got).
+    timings: seconds per stage. cached: the per-frame features came from the cache (frames_decoded
+    is then 0). moments (frame mode, "moments" fusion): the peaks, best first, each with a
+    reading; only "same frame" moments have a segment in `segments`. threshold, for "moments":
+    the score a moment needed to read "same frame" (NaN when nothing matched).
     """
 
     mode: str  # "frame" | "face"
@@ -208,6 +263,8 @@ class VideoResult:
     cached: bool
     frames_decoded: int
     query_box: tuple[float, float, float, float] | None = None  # face mode: the query face used
+    moments: list[Moment] = field(default_factory=list)
+    fusion: str | None = None  # frame mode: "moments" | "report" | "mean"
 
     @property
     def matched(self) -> bool:
@@ -224,7 +281,7 @@ class VideoResult:
             "height": self.height,
             "sample_fps": _r(self.sample_fps, 3),
             "n_samples": self.n_samples,
-            "threshold": self.threshold,
+            "threshold": _r(self.threshold),
             "matched": self.matched,
             "segments": [s.to_dict(hits=hits) for s in self.segments],
             "closest": self.closest.to_dict() if self.closest else None,
@@ -234,6 +291,9 @@ class VideoResult:
         }
         if self.query_box is not None:
             d["query_box"] = [round(float(v), 1) for v in self.query_box]
+        if self.mode == "frame":
+            d["fusion"] = self.fusion
+            d["moments"] = [m.to_dict() for m in self.moments]
         if curve:
             d["curve"] = [[_r(t, 3), _r(s)] for t, s in self.curve]
         return d
@@ -719,8 +779,10 @@ def scaled_progress(progress: Progress | None, lo: float, hi: float) -> Progress
 def search_video_frames(
     query_image: ImageLike, video_path: str | os.PathLike, config: Config | None = None, progress: Progress | None = None
 ) -> VideoResult:
-    """Frame mode: the segments of the video that look like `query_image` (a screenshot, a
-    re-encoded or resized frame). See `rvs.video_frames` for the similarities and their ranges."""
+    """Frame mode: where in the video `query_image` (a screenshot; re-encoded, resized, cropped,
+    letterboxed, mirrored or recoloured frame) is. By default (`Config.video_fusion = "moments"`)
+    the answer is `moments` (peaks with a reading, best first) and a short segment around each
+    "same frame" moment. See `rvs.video_frames` for the similarities and their ranges."""
     from rvs.video_frames import search_frames
 
     return search_frames(query_image, video_path, config or Config(), progress)

@@ -1,6 +1,7 @@
-"""Frame mode: find the frames of a video that look like a query image.
+"""Frame mode: find the moment of a video that a query image shows.
 
-The original report's method, made fast. Per sampled frame, computed once and cached:
+Per sampled frame, computed once and cached (the original report's three features, plus keypoint
+positions and a thumbnail):
 
 - pHash: `imagehash.phash` (64 bits) of a 128-px-wide grey copy.
   Similarity = 1 - hamming / 64, in [0, 1] (about 0.5 for unrelated images, 1 = same hash).
@@ -25,11 +26,28 @@ pHash and histogram alone. Hits and segments are ordered by the mean of the thre
 >= `video_mean_threshold` (0.75): on the sample video the exact frame of a re-encoded, brightened
 copy scores 0.91-0.94, the frames next to it up to ~0.86, other frames < 0.78, unrelated photos ~0.2.
 
+Those two rules are kept for comparison (`video_fusion`). The default, "moments", answers "when is
+this frame": the query (its letterbox/pillarbox bars trimmed, `trim_borders`) is described as
+the frames are, as given and mirrored. Candidate frames (the pHash + histogram shortlist, plus
+evenly spread frames) are matched geometrically (`geo_match`): ratio-test ORB matches, then one
+similarity transform by RANSAC, so a crop, a letterboxed or scaled copy matches by its keypoints'
+layout, and an unrelated picture does not (unrelated videos gave <= 13 inliers on
+bench/video_quality.py; `video_min_inliers` is 20). A frame's score is the share of keypoints the
+transform explains times a placement prior (query centred on the frame; it breaks the ties of pans
+and static backgrounds). Frames around the best candidates are compared too, so the exact frame is
+reached from anywhere in its shot. The answer is moments: score peaks, best first
+(`find_moments`), each with a segment only as wide as the score stays close to the peak (relative
+to the video's median score), and a reading: "same frame" (close to the best score and the
+query's pixels, aligned onto the frame, agree: `aligned_ncc` of the cached thumbnail), "same
+shot" (the scene matches geometrically, the moment does not), or, when nothing matches
+geometrically, "similar scene" (colours alone, never a segment).
+
 Cache entry (under `config.cache_dir / "video" / <content hash>`, no pickle anywhere):
 `meta.json`; `features.npz` (frames int32[N], phash uint64[N], hist float16[N, bins],
 orb_offsets int64[N+1]); `orb.u8`, raw uint8 rows of 32 bytes, frame j's descriptors being rows
-orb_offsets[j]:orb_offsets[j+1]. It is memory-mapped, so a query on an hour of video reads only
-the shortlisted frames' descriptors.
+orb_offsets[j]:orb_offsets[j+1]; `orb_xy.f16`, their keypoints' positions (float16 x, y in pixels of
+the `video_width`-wide frame, same rows); `thumbs.u8`, a grey `THUMB_WIDTH`-wide thumbnail per
+frame. They are memory-mapped, so a query on an hour of video reads only the frames it compares.
 """
 
 from __future__ import annotations
@@ -42,6 +60,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import imagehash
@@ -56,7 +75,9 @@ from rvs.video import (
     CACHE_VERSION,
     FrameHit,
     FrameStream,
+    Moment,
     Progress,
+    Segment,
     StageTimer,
     VideoInfo,
     VideoResult,
@@ -78,12 +99,18 @@ KIND = "frames"
 PHASH_WIDTH = 128  # pHash input width: imagehash shrinks to 32x32 anyway, this just makes it cheap
 ORB_BYTES = 32
 HIST_MIN_SHARE = 0.05  # below this share of coloured pixels the histogram uses every pixel
+THUMB_WIDTH = 64  # grey thumbnail per frame: do the aligned pixels agree ("same frame" reading)?
 
 
 def _yuv(config: Config) -> bool:
     if config.video_decoder not in ("auto", "opencv"):
         raise BadInputError(f"unknown video decoder {config.video_decoder!r} (expected 'auto' or 'opencv')")
     return config.video_decoder == "auto" and video_decode.available()
+
+
+def thumbnail(grey: np.ndarray) -> np.ndarray:
+    h, w = grey.shape[:2]
+    return cv2.resize(grey, (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))), interpolation=cv2.INTER_AREA)
 
 
 class Featurizer:
@@ -94,7 +121,10 @@ class Featurizer:
         self.bins = [config.video_hist_bins_h, config.video_hist_bins_s]
         self.orb = cv2.ORB_create(nfeatures=config.video_orb_features)
 
-    def __call__(self, small_bgr: np.ndarray) -> tuple[np.uint64, np.ndarray, np.ndarray]:
+    def __call__(self, small_bgr: np.ndarray) -> tuple[np.uint64, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(pHash as uint64, normalised histogram float32 [bins], ORB descriptors uint8 [n, 32],
+        their keypoints' positions float32 [n, 2] in pixels of `small_bgr`, grey thumbnail uint8
+        `THUMB_WIDTH` wide)."""
         grey = cv2.cvtColor(small_bgr, cv2.COLOR_BGR2GRAY)
         bits = imagehash.phash(Image.fromarray(downscale(grey, PHASH_WIDTH))).hash.ravel()
         phash = np.packbits(bits).view(">u8")[0].astype(np.uint64)
@@ -105,10 +135,11 @@ class Featurizer:
             mask = None
         hist = cv2.calcHist([hsv], [0, 1], mask, self.bins, [0, 180, 0, 256]).ravel()
         hist /= max(float(hist.sum()), 1.0)
-        _, desc = self.orb.detectAndCompute(grey, None)
+        thumb = thumbnail(grey)
+        kps, desc = self.orb.detectAndCompute(grey, None)
         if desc is None:  # a flat frame (fade to black) has no keypoints
-            desc = np.zeros((0, ORB_BYTES), np.uint8)
-        return phash, hist, desc
+            return phash, hist, np.zeros((0, ORB_BYTES), np.uint8), np.zeros((0, 2), np.float32), thumb
+        return phash, hist, desc, cv2.KeyPoint_convert(kps).astype(np.float32).reshape(-1, 2), thumb
 
     def params(self) -> dict:
         """Everything that changes the cached numbers (part of the cache entry's name)."""
@@ -121,6 +152,8 @@ class Featurizer:
             "hist_min_sv": c.video_hist_min_sv,
             "phash": f"imagehash-phash-8-grey{PHASH_WIDTH}",
             "decoder": "yuv-planes" if _yuv(c) else "opencv",  # pixels differ by ~1 level
+            "keypoints": "xy-f16",  # orb_xy.f16 beside orb.u8 (geometric verification)
+            "thumb": f"grey{THUMB_WIDTH}",
         }
 
 
@@ -135,9 +168,15 @@ class FrameFeatures:
     hist: np.ndarray  # float16 [N, bins]
     orb_offsets: np.ndarray  # int64 [N + 1]
     orb: np.ndarray  # uint8 [M, 32], memory-mapped
+    xy: np.ndarray  # float16 [M, 2] keypoint positions (pixels of the small frame), memory-mapped
+    size: tuple[int, int]  # width, height of the small frames the features were computed on
+    thumbs: np.ndarray  # uint8 [N, h, THUMB_WIDTH] grey thumbnails, memory-mapped
 
     def descriptors(self, j: int) -> np.ndarray:
         return np.asarray(self.orb[self.orb_offsets[j] : self.orb_offsets[j + 1]])
+
+    def keypoints(self, j: int) -> np.ndarray:
+        return np.asarray(self.xy[self.orb_offsets[j] : self.orb_offsets[j + 1]], np.float32)
 
     @property
     def times(self) -> np.ndarray:
@@ -156,28 +195,38 @@ def _load_entry(entry: Path) -> FrameFeatures | None:
         orb_path = entry / "orb.u8"
         if orb_path.stat().st_size != n_desc * ORB_BYTES:
             raise ValueError(f"orb.u8 has {orb_path.stat().st_size} bytes, expected {n_desc * ORB_BYTES}")
+        xy_path = entry / "orb_xy.f16"
+        if xy_path.stat().st_size != n_desc * 4:
+            raise ValueError(f"orb_xy.f16 has {xy_path.stat().st_size} bytes, expected {n_desc * 4}")
         if n_desc:
             orb = np.memmap(orb_path, dtype=np.uint8, mode="r").reshape(-1, ORB_BYTES)
+            xy = np.memmap(xy_path, dtype=np.float16, mode="r").reshape(-1, 2)
         else:
-            orb = np.zeros((0, ORB_BYTES), np.uint8)
+            orb, xy = np.zeros((0, ORB_BYTES), np.uint8), np.zeros((0, 2), np.float16)
         n = meta["n_samples"]
         if not (len(frames) == len(phash) == len(hist) == len(offsets) - 1 == n) or np.any(np.diff(offsets) < 0):
             raise ValueError("arrays of inconsistent length")
         v = meta["video"]
         info = VideoInfo(v["path"], v["fps"], v["width"], v["height"], v["frame_count"], v["decoded_frames"])
-        return FrameFeatures(info, meta["sample_fps"], frames, phash, hist, offsets, orb)
+        size = (int(meta["small_width"]), int(meta["small_height"]))
+        th = int(meta["thumb_height"])
+        thumbs = np.memmap(entry / "thumbs.u8", dtype=np.uint8, mode="r")
+        if thumbs.size != n * th * THUMB_WIDTH:
+            raise ValueError(f"thumbs.u8 has {thumbs.size} bytes, expected {n * th * THUMB_WIDTH}")
+        thumbs = thumbs.reshape(n, th, THUMB_WIDTH)
+        return FrameFeatures(info, meta["sample_fps"], frames, phash, hist, offsets, orb, xy, size, thumbs)
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
         log.warning("video cache entry %s is unreadable (%s); recomputing", entry, e)
         return None
 
 
-OnFrame = Callable[[int, np.ndarray], None]
+OnFrame = Callable[[int, np.ndarray, np.ndarray, tuple[int, int]], None]
 
 
 def _extract(path: Path, config: Config, out_dir: Path, progress: Progress | None, on_frame: OnFrame | None = None) -> None:
     """Decode the video once and write its features into `out_dir` (a cache entry).
 
-    on_frame(sample_index, orb_descriptors) is called as each frame is done: the first query
+    on_frame(sample_index, orb_descriptors, keypoint_xy, small_size) is called as each frame is done: the first query
     matches its ORB descriptors there, while the decode thread works on the next frames."""
     fz = Featurizer(config)
     width = config.video_width
@@ -185,21 +234,32 @@ def _extract(path: Path, config: Config, out_dir: Path, progress: Progress | Non
     phashes: list[np.uint64] = []
     hists: list[np.ndarray] = []
     offsets = [0]
+    small_size = (0, 0)
     stream = FrameStream(
         path, config.video_frame_fps, lambda small: small, progress, "reading video frames", width=width, yuv_decode=_yuv(config)
     )
     info = stream.info
     # Descriptors go straight to disk: memory stays flat however long the video is.
-    with open(out_dir / "orb.u8", "wb") as orb_f:
+    thumb_h = 0
+    with open(out_dir / "orb.u8", "wb") as orb_f, open(out_dir / "orb_xy.f16", "wb") as xy_f, open(out_dir / "thumbs.u8", "wb") as th_f:
         for i, small in stream:
-            ph, hist, desc = fz(small)
+            ph, hist, desc, xy, thumb = fz(small)
+            if not frames:
+                thumb_h = thumb.shape[0]
+            elif thumb.shape[0] != thumb_h:  # a resolution change mid-stream (rare): keep one shape
+                thumb = cv2.resize(thumb, (THUMB_WIDTH, thumb_h), interpolation=cv2.INTER_AREA)
+            th_f.write(np.ascontiguousarray(thumb).tobytes())
+            small_size = (small.shape[1], small.shape[0])
             frames.append(i)
             phashes.append(ph)
             hists.append(hist.astype(np.float16))
             orb_f.write(np.ascontiguousarray(desc, np.uint8).tobytes())
+            xy16 = np.ascontiguousarray(xy, np.float16)
+            xy_f.write(xy16.tobytes())
+            xy = xy16.astype(np.float32)  # what a cached query reads: both answer the same
             offsets.append(offsets[-1] + len(desc))
             if on_frame is not None:
-                on_frame(len(frames) - 1, desc)
+                on_frame(len(frames) - 1, desc, xy, small_size)
     np.savez(
         out_dir / "features.npz",
         frames=np.asarray(frames, np.int32),
@@ -209,7 +269,19 @@ def _extract(path: Path, config: Config, out_dir: Path, progress: Progress | Non
     )
     write_json(
         out_dir / "meta.json",
-        cache_meta(KIND, CACHE_VERSION, fz.params(), stream.sample_fps, info, path, n_samples=len(frames), n_descriptors=offsets[-1]),
+        cache_meta(
+            KIND,
+            CACHE_VERSION,
+            fz.params(),
+            stream.sample_fps,
+            info,
+            path,
+            n_samples=len(frames),
+            n_descriptors=offsets[-1],
+            small_width=small_size[0],
+            small_height=small_size[1],
+            thumb_height=thumb_h,
+        ),
     )
 
 
@@ -236,8 +308,8 @@ def load_or_extract(
             with tempfile.TemporaryDirectory(prefix="rvs-video-") as tmp:
                 _extract(path, config, Path(tmp), progress, on_frame)
                 feats = _load_entry(Path(tmp))
-                if feats is not None:
-                    feats.orb = np.array(feats.orb)  # off the memory map before the files go
+                if feats is not None:  # off the memory maps before the files go
+                    feats.orb, feats.xy, feats.thumbs = np.array(feats.orb), np.array(feats.xy), np.array(feats.thumbs)
     if feats is None:
         raise RuntimeError(f"video cache entry {entry} unreadable right after writing it")
     return feats, False
@@ -256,6 +328,68 @@ def orb_similarity(q_desc: np.ndarray, f_desc: np.ndarray, ratio: float) -> floa
     dist, _ = cv2.batchDistance(q_desc, f_desc, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
     good = int(np.count_nonzero(dist[:, 0] < ratio * dist[:, 1]))
     return min(1.0, good / n)
+
+
+@dataclass
+class GeoMatch:
+    """ORB matches between a query and a frame, verified by one similarity transform (RANSAC).
+
+    good: matches passing the ratio test; inliers: those the transform explains (within
+    `GEO_REPROJ_PX`); share: inliers / min(keypoints of either side), in [0, 1]; overlap: IoU of
+    the query's rectangle, mapped into the frame, with the frame (1: the query is this frame at
+    any scale; 0.64: an 80% centre crop; lower for a moved window of the same scene)."""
+
+    good: int = 0
+    inliers: int = 0
+    share: float = 0.0
+    overlap: float = 0.0
+    offset: float = 1.0  # distance of the query's centre, mapped into the frame, from the frame's centre / frame width
+    m: np.ndarray | None = None  # the 2x3 transform, query pixels -> frame pixels
+
+
+GEO_REPROJ_PX = 3.0  # RANSAC inlier distance, in pixels of the video_width-wide frame
+GEO_MIN_GOOD = 6  # fewer ratio-test matches than this: no transform is estimated
+
+
+def _placement(m: np.ndarray, q_size: tuple[int, int], f_size: tuple[int, int]) -> tuple[float, float]:
+    """(IoU of the query's rectangle mapped by `m` with the frame's, offset of its centre / frame width)."""
+    qw, qh = q_size
+    fw, fh = f_size
+    corners = np.array([[0, 0], [qw, 0], [qw, qh], [0, qh]], np.float32)
+    poly = (corners @ m[:, :2].T + m[:, 2]).astype(np.float32)
+    frame = np.array([[0, 0], [fw, 0], [fw, fh], [0, fh]], np.float32)
+    a_q = abs(cv2.contourArea(poly))
+    inter, _ = cv2.intersectConvexConvex(poly, frame)
+    union = a_q + fw * fh - inter
+    centre = poly.mean(axis=0)
+    offset = float(np.hypot(centre[0] - fw / 2, centre[1] - fh / 2) / fw)
+    return (float(inter / union) if union > 0 else 0.0), offset
+
+
+def geo_match(
+    q_desc: np.ndarray, q_xy: np.ndarray, q_size: tuple[int, int], f_desc: np.ndarray, f_xy: np.ndarray, f_size: tuple[int, int], ratio: float
+) -> GeoMatch:
+    """Ratio-test ORB matches from query to frame, then a RANSAC similarity transform (rotation,
+    uniform scale, translation: what cropping, scaling and letterboxing do) from query to frame
+    positions; see `GeoMatch`. Releases the GIL in OpenCV calls, so frames can be matched from
+    threads."""
+    n = min(len(q_desc), len(f_desc))
+    if n < 2:
+        return GeoMatch()
+    dist, idx = cv2.batchDistance(q_desc, f_desc, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
+    good = dist[:, 0] < ratio * dist[:, 1]
+    n_good = int(np.count_nonzero(good))
+    if n_good < GEO_MIN_GOOD:
+        return GeoMatch(good=n_good)
+    src = q_xy[good]
+    dst = f_xy[idx[good, 0]]
+    m, mask = cv2.estimateAffinePartial2D(
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=GEO_REPROJ_PX, maxIters=500, confidence=0.995, refineIters=10
+    )
+    if m is None or mask is None:
+        return GeoMatch(good=n_good)
+    inliers = int(mask.sum())
+    return GeoMatch(n_good, inliers, min(1.0, inliers / n), *_placement(m, q_size, f_size), m=m)
 
 
 def hist_correlation(hists: np.ndarray, q: np.ndarray, chunk: int = 8192) -> np.ndarray:
@@ -293,18 +427,230 @@ def shortlist(ph: np.ndarray, hist: np.ndarray, k: int) -> np.ndarray:
 
 
 def fusion_rule(config: Config) -> tuple[str, float]:
-    """("report" | "mean", its match threshold); BadInputError for an unknown name."""
+    """("moments" | "report" | "mean", its match threshold); BadInputError for an unknown name.
+    "moments" has no fixed threshold (NaN): see `find_moments`."""
+    if config.video_fusion == "moments":
+        return "moments", float("nan")
     if config.video_fusion == "report":
         return "report", config.video_match_threshold
     if config.video_fusion == "mean":
         return "mean", config.video_mean_threshold
-    raise BadInputError(f"unknown video fusion {config.video_fusion!r} (expected 'report' or 'mean')")
+    raise BadInputError(f"unknown video fusion {config.video_fusion!r} (expected 'moments', 'report' or 'mean')")
+
+
+def trim_borders(bgr: np.ndarray, max_share: float = 0.4, min_share: float = 0.02, tol: float = 6.0) -> np.ndarray:
+    """The picture without letterbox or pillarbox bars: runs of rows (columns) whose grey level
+    varies by less than `tol` (std) on both opposite edges, each between `min_share` and
+    `max_share` of the size. Trimmed, a letterboxed screenshot's pHash compares with the frame's
+    (shortlist) and its ORB keypoints are the picture's, not the bars' edges. A one-sided border
+    is kept: it is more likely part of the video (resizing the query away from the frame's pixel
+    grid costs ORB matches)."""
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    h, w = grey.shape
+    rows, cols = grey.std(axis=1) < tol, grey.std(axis=0) < tol
+
+    def run(flags: np.ndarray) -> int:
+        n = int(np.argmin(flags)) if not flags.all() else len(flags)
+        return n if min_share * len(flags) <= n <= max_share * len(flags) else 0
+
+    top, bottom, left, right = run(rows), run(rows[::-1]), run(cols), run(cols[::-1])
+    if not (top and bottom):
+        top = bottom = 0
+    if not (left and right):
+        left = right = 0
+    if top + bottom >= h - 8 or left + right >= w - 8:
+        return bgr  # a flat picture: nothing to trim to
+    return bgr[top : h - bottom, left : w - right]
+
+
+@dataclass
+class QueryView:
+    """The query in one orientation, described as the frames are (see `Featurizer`)."""
+
+    flipped: bool
+    phash: np.uint64
+    desc: np.ndarray
+    xy: np.ndarray
+    size: tuple[int, int]  # width, height
+    grey: np.ndarray  # the downscaled grey query, for the pixel check of a moment
 
 
 def query_features(query_image: ImageLike, config: Config) -> tuple[np.uint64, np.ndarray, np.ndarray]:
+    """(pHash, histogram, ORB descriptors) of the query as given: the report's rules."""
     img = load_image(query_image, config.max_pixels)
     bgr = cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2BGR)
-    return Featurizer(config)(downscale(bgr, config.video_width))
+    return Featurizer(config)(downscale(bgr, config.video_width))[:3]
+
+
+def query_views(query_image: ImageLike, config: Config) -> tuple[np.ndarray, list[QueryView]]:
+    """(histogram, [as given, mirrored]) of the query with its uniform borders trimmed. The HSV
+    histogram does not change with a mirror; pHash and ORB do, so a mirrored copy of a frame is
+    found by matching the mirrored query."""
+    img = load_image(query_image, config.max_pixels)
+    bgr = trim_borders(cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2BGR))
+    small = downscale(bgr, config.video_width)
+    fz = Featurizer(config)
+    views: list[QueryView] = []
+    hist = None
+    for flipped in (False, True):
+        b = np.ascontiguousarray(small[:, ::-1]) if flipped else small
+        ph, h, desc, xy, _ = fz(b)
+        hist = h if hist is None else hist
+        views.append(QueryView(flipped, ph, desc, xy, (b.shape[1], b.shape[0]), cv2.cvtColor(b, cv2.COLOR_BGR2GRAY)))
+    return hist, views
+
+
+def aligned_ncc(view: QueryView, m: np.ndarray, f_size: tuple[int, int], thumb: np.ndarray, min_cover: float = 0.25) -> float:
+    """Normalised correlation between the frame's thumbnail and the query warped onto it by `m`
+    (query -> frame pixels), over the part the query covers; NaN when it covers < `min_cover`.
+    About 1 for the same frame whatever its crop, scale or brightness; lower when the scene
+    moved (another moment of the shot)."""
+    th, tw = thumb.shape
+    s = np.array([[tw / f_size[0]], [th / f_size[1]]], np.float64)
+    mt = (m * s).astype(np.float32)  # query -> thumbnail pixels
+    # Shrink the query first so the warp is about 1:1 (warpAffine has no area filter).
+    k = float(np.sqrt(abs(np.linalg.det(mt[:, :2]))))
+    q = view.grey
+    if k < 0.5:
+        q = cv2.resize(q, (max(2, round(q.shape[1] * k)), max(2, round(q.shape[0] * k))), interpolation=cv2.INTER_AREA)
+        mt = mt.copy()
+        mt[:, :2] /= k
+    warped = cv2.warpAffine(q.astype(np.float32), mt, (tw, th), flags=cv2.INTER_LINEAR, borderValue=-1.0)
+    cover = cv2.warpAffine(np.ones(q.shape, np.float32), mt, (tw, th), flags=cv2.INTER_LINEAR, borderValue=0.0) > 0.99
+    if cover.mean() < min_cover:
+        return float("nan")
+    a, b = warped[cover], thumb[cover].astype(np.float32)
+    a, b = a - a.mean(), b - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else float("nan")
+
+
+class GeoScores:
+    """Per-frame geometric match of the query (the better of its two orientations), computed on
+    demand and kept: score[j] is NaN until frame j is compared, 0 below `video_min_inliers`.
+
+    score = share x placement prior: 1 when the query's centre lands on the frame's centre, down
+    to 1 - `video_centre_weight` when it is `video_centre_scale` of the frame width or more off
+    (the prior only reorders frames that match about as well: pans, static backgrounds)."""
+
+    def __init__(self, feats: FrameFeatures, views: list[QueryView], config: Config, known: dict[int, list[GeoMatch]] | None = None):
+        self.feats, self.views, self.config = feats, views, config
+        self.known = known or {}  # matches already computed while the video was decoded
+        self.score = np.full(len(feats.frames), np.nan, np.float32)
+        self.match: dict[int, GeoMatch] = {}
+        self.orient: dict[int, int] = {}
+
+    def prior(self, g: GeoMatch) -> float:
+        c = self.config
+        return 1.0 - c.video_centre_weight * min(1.0, g.offset / max(c.video_centre_scale, 1e-6))
+
+    def _compute(self, j: int) -> list[GeoMatch]:
+        if j in self.known:
+            return self.known[j]
+        d, xy = self.feats.descriptors(j), self.feats.keypoints(j)
+        return [geo_match(v.desc, v.xy, v.size, d, xy, self.feats.size, self.config.video_orb_ratio) for v in self.views]
+
+    def evaluate(self, js) -> None:
+        todo = sorted({int(j) for j in js if 0 <= j < len(self.score) and np.isnan(self.score[j])})
+        if not todo:
+            return
+        if len(todo) > 8:
+            with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+                results = list(pool.map(self._compute, todo))
+        else:
+            results = [self._compute(j) for j in todo]
+        for j, ms in zip(todo, results):
+            o = max(range(len(ms)), key=lambda k: ms[k].share * self.prior(ms[k]))
+            g = ms[o]
+            self.match[j], self.orient[j] = g, o
+            self.score[j] = g.share * self.prior(g) if g.inliers >= self.config.video_min_inliers else 0.0
+
+    def climb(self, j: int, radius: int) -> int:
+        """From frame j, move to the best frame within `radius` until none is better."""
+        while True:
+            lo, hi = max(0, j - radius), min(len(self.score), j + radius + 1)
+            self.evaluate(range(lo, hi))
+            k = lo + int(np.nanargmax(self.score[lo:hi]))
+            if not self.score[k] > self.score[j]:
+                return j
+            j = k
+
+
+def _within(times: np.ndarray, t0: float, t1: float) -> tuple[int, int]:
+    """[lo, hi) of the samples with t0 <= time <= t1."""
+    return int(np.searchsorted(times, t0 - 1e-6)), int(np.searchsorted(times, t1 + 1e-6, side="right"))
+
+
+@dataclass
+class Peak:
+    frame: int  # sample index of the peak
+    first: int  # sample indices of its segment
+    last: int
+    reading: str  # "same frame" | "same shot"
+    ncc: float  # aligned pixel agreement (`aligned_ncc`)
+
+
+def find_moments(feats: FrameFeatures, ph: np.ndarray, hist: np.ndarray, geo: GeoScores, config: Config) -> list[Peak]:
+    """The best moments, best first.
+
+    Candidates: the `video_shortlist` best frames by pHash and histogram plus evenly spread
+    frames (so no shot is left out), compared geometrically; then every frame within
+    `video_refine_s` of the best candidates (repeated while that finds better ones), so the exact
+    frame is reached from any frame of its shot. Peaks are taken greedily, best first; a peak's
+    segment extends while the score stays within `video_segment_drop` of the peak's height above
+    the video's median score, and nothing within `video_moment_gap` of it is another moment."""
+    c = config
+    n = len(ph)
+    if n == 0:
+        return []
+    times = feats.times
+    cand = np.union1d(shortlist(ph, hist, c.video_shortlist), np.linspace(0, n - 1, min(n, max(1, c.video_shortlist // 2))).round().astype(int))
+    geo.evaluate(cand)
+    radius = max(1, int(round(c.video_refine_s * feats.sample_fps)))
+    for _ in range(6):
+        done = np.flatnonzero(~np.isnan(geo.score))
+        top = done[np.argsort(-geo.score[done], kind="stable")[:8]]
+        todo = [k for j in top[geo.score[top] > 0] for k in range(max(0, j - radius), min(n, j + radius + 1)) if np.isnan(geo.score[k])]
+        if not todo:
+            break
+        geo.evaluate(todo)
+    score = geo.score
+    if not np.any(score > 0):
+        return []
+    base = float(np.nanmedian(score))
+    best = float(np.nanmax(score))
+    free = np.ones(n, bool)
+    peaks: list[Peak] = []
+    for j in np.argsort(-np.nan_to_num(score, nan=-1.0), kind="stable"):
+        if len(peaks) >= c.video_max_moments or not score[j] > 0 or score[j] < c.video_moment_ratio * best:
+            break
+        if not free[j]:
+            continue
+        j = geo.climb(int(j), 2)
+        if not free[j]:
+            continue
+        line = score[j] - c.video_segment_drop * (score[j] - base)
+        lo = hi = j
+        while lo > 0 and free[lo - 1]:
+            geo.evaluate([lo - 1])
+            if not score[lo - 1] >= line:
+                break
+            lo -= 1
+        while hi < n - 1 and free[hi + 1]:
+            geo.evaluate([hi + 1])
+            if not score[hi + 1] >= line:
+                break
+            hi += 1
+        g = geo.match[j]
+        ncc = aligned_ncc(geo.views[geo.orient[j]], g.m, feats.size, np.asarray(feats.thumbs[j])) if g.m is not None else float("nan")
+        same = score[j] >= c.video_same_frame_ratio * best and not ncc < c.video_same_frame_ncc
+        peaks.append(Peak(j, lo, hi, "same frame" if same else "same shot", ncc))
+        a, b = _within(times, times[lo] - c.video_moment_gap, times[hi] + c.video_moment_gap)
+        free[a:b] = False
+    return peaks
+
+
+SIMILAR_SCENE_HIST = 0.9  # no geometric match, but colours this close (histogram correlation): "similar scene"
 
 
 def search_frames(query_image: ImageLike, video_path: str | os.PathLike, config: Config, progress: Progress | None = None) -> VideoResult:
@@ -312,38 +658,56 @@ def search_frames(query_image: ImageLike, video_path: str | os.PathLike, config:
     timer = StageTimer()
     fusion, threshold = fusion_rule(config)  # bad settings and a bad query fail before decoding
     with timer.stage("query_features_s"):
-        q_phash, q_hist, q_desc = query_features(query_image, config)
+        if fusion == "moments":
+            q_hist, views = query_views(query_image, config)
+        else:
+            q_phash, q_hist, q_desc = query_features(query_image, config)
     path = check_video_path(video_path)
     ratio = config.video_orb_ratio
     # When the video is decoded now, match ORB per frame as it streams by: the consumer thread has
-    # time to spare while the decode thread works, so the first query's ORB costs ~nothing.
-    streamed: dict[int, float] = {}
+    # time to spare while the decode thread works, so the first query's ORB costs ~nothing. Only
+    # frames the query would compare anyway are used, so a cached query answers the same.
+    streamed: dict[int, Any] = {}
 
-    def on_frame(j: int, desc: np.ndarray) -> None:
-        streamed[j] = orb_similarity(q_desc, desc, ratio)
+    def on_frame(j: int, desc: np.ndarray, xy: np.ndarray, size: tuple[int, int]) -> None:
+        if fusion == "moments":
+            streamed[j] = [geo_match(v.desc, v.xy, v.size, desc, xy, size, ratio) for v in views]
+        else:
+            streamed[j] = orb_similarity(q_desc, desc, ratio)
 
     feats, cached = load_or_extract(path, config, scaled_progress(progress, 0.0, 0.9), timer, on_frame)
     if progress:
         progress(0.9, "comparing frames")
+    moments: list[Moment] = []
     with timer.stage("match_s"):
-        ph = 1.0 - np.bitwise_count(feats.phash ^ q_phash).astype(np.float32) / 64.0
-        hist = hist_correlation(feats.hist, q_hist)
-        orb = np.full(len(ph), np.nan, np.float32)
-        # Only the shortlist gets ORB, streamed or not, so a cached query answers the same.
-        sl = shortlist(ph, hist, config.video_shortlist)
-        todo = [int(j) for j in sl if int(j) not in streamed]
-        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-            for j, sim in zip(todo, pool.map(lambda j: orb_similarity(q_desc, feats.descriptors(j), ratio), todo)):
-                orb[j] = sim
-        for j in sl:
-            if int(j) in streamed:
-                orb[j] = streamed[int(j)]
-        # Rank: mean of the three (ORB counted as 0 where not computed, i.e. off the shortlist).
-        rank = (ph + hist + np.nan_to_num(orb, nan=0.0)) / 3.0
-        fused = rank if fusion == "mean" else fuse(ph, hist, orb, config.video_fuse_high)
         times = feats.times
+        hist = hist_correlation(feats.hist, q_hist)
+        if fusion == "moments":
+            ph = np.max([1.0 - np.bitwise_count(feats.phash ^ v.phash).astype(np.float32) / 64.0 for v in views], axis=0)
+            geo = GeoScores(feats, views, config, streamed)
+            peaks = find_moments(feats, ph, hist, geo, config)
+            fused = rank = geo.score
+            orb = np.full(len(ph), np.nan, np.float32)
+            for j, g in geo.match.items():
+                orb[j] = g.share
+        else:
+            ph = 1.0 - np.bitwise_count(feats.phash ^ q_phash).astype(np.float32) / 64.0
+            orb = np.full(len(ph), np.nan, np.float32)
+            # Only the shortlist gets ORB, streamed or not, so a cached query answers the same.
+            sl = shortlist(ph, hist, config.video_shortlist)
+            todo = [int(j) for j in sl if int(j) not in streamed]
+            with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+                for j, sim in zip(todo, pool.map(lambda j: orb_similarity(q_desc, feats.descriptors(j), ratio), todo)):
+                    orb[j] = sim
+            for j in sl:
+                if int(j) in streamed:
+                    orb[j] = streamed[int(j)]
+            # Rank: mean of the three (ORB counted as 0 where not computed, i.e. off the shortlist).
+            rank = (ph + hist + np.nan_to_num(orb, nan=0.0)) / 3.0
+            fused = rank if fusion == "mean" else fuse(ph, hist, orb, config.video_fuse_high)
 
         def hit(j: int) -> FrameHit:
+            g = geo.match.get(j) if fusion == "moments" else None
             return FrameHit(
                 frame=int(feats.frames[j]),
                 time=float(times[j]),
@@ -352,11 +716,38 @@ def search_frames(query_image: ImageLike, video_path: str | os.PathLike, config:
                 phash=float(ph[j]),
                 hist=float(hist[j]),
                 orb=None if np.isnan(orb[j]) else float(orb[j]),
+                inliers=None if g is None else g.inliers,
+                flipped=None if g is None else bool(geo.orient[j]),
             )
 
-        matched = np.flatnonzero(fused >= threshold)
-        segments = group_segments([hit(j) for j in matched], config.video_segment_gap)
-        closest = hit(int(np.lexsort((fused, rank))[-1])) if len(rank) else None
+        if fusion == "moments":
+            for p in peaks:
+                hits = [hit(k) for k in range(p.first, p.last + 1) if not np.isnan(fused[k])]
+                ncc = None if np.isnan(p.ncc) else p.ncc
+                moments.append(Moment(float(times[p.frame]), int(feats.frames[p.frame]), float(fused[p.frame]), p.reading, hits[0].time, hits[-1].time, ncc, hit(p.frame)))
+            best = max((m.score for m in moments), default=0.0)
+            threshold = config.video_same_frame_ratio * best if moments else float("nan")
+            segments = [
+                Segment(m.start, m.end, m.frame, m.time, m.score, m.score, [h for h in (hit(k) for k in range(p.first, p.last + 1)) if not np.isnan(h.score)])
+                for m, p in zip(moments, peaks)
+                if m.reading == "same frame"
+            ]
+            has_score = np.nan_to_num(fused, nan=-1.0)
+            if moments:
+                closest = moments[0].hit
+            elif len(ph) and np.max(has_score) > 0:
+                closest = hit(int(np.argmax(has_score)))
+            elif len(ph):  # no geometric match anywhere: the frame that looks most alike
+                j = int(np.argmax(hist + ph))
+                closest = hit(j)
+                if hist[j] >= SIMILAR_SCENE_HIST:
+                    moments.append(Moment(float(times[j]), int(feats.frames[j]), float(np.nan_to_num(fused[j])), "similar scene", float(times[j]), float(times[j]), None, closest))
+            else:
+                closest = None
+        else:
+            matched = np.flatnonzero(fused >= threshold)
+            segments = group_segments([hit(j) for j in matched], config.video_segment_gap)
+            closest = hit(int(np.lexsort((fused, rank))[-1])) if len(rank) else None
     if progress:
         progress(1.0, "done")
     info = feats.info
@@ -377,4 +768,6 @@ def search_frames(query_image: ImageLike, video_path: str | os.PathLike, config:
         timings=timer.done(),
         cached=cached,
         frames_decoded=0 if cached else info.decoded_frames,
+        moments=moments,
+        fusion=fusion,
     )

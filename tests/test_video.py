@@ -135,7 +135,7 @@ def test_cache_entry_is_not_pickle(cfg, first_frame_search):
     entries = list((Path(cfg.cache_dir) / "video").glob("*/frames-*"))
     assert len(entries) == 1
     names = {p.name for p in entries[0].iterdir()}
-    assert names == {"meta.json", "features.npz", "orb.u8"}
+    assert names == {"meta.json", "features.npz", "orb.u8", "orb_xy.f16", "thumbs.u8"}
     meta = json.loads((entries[0] / "meta.json").read_text())
     assert meta["n_samples"] == 105 and meta["video"]["decoded_frames"] == 105
     with np.load(entries[0] / "features.npz", allow_pickle=False) as z:
@@ -145,7 +145,7 @@ def test_cache_entry_is_not_pickle(cfg, first_frame_search):
 def test_mean_fusion_localises_a_harsh_copy(cfg, first_frame_search):
     """A JPEG-q60, 20%-brightened copy: the report's rule misses it, the mean fusion finds exactly it."""
     q = degrade(read_frame(VIDEO, 3.0), width=480, quality=60, brightness=1.2)
-    report = search_video_frames(q, VIDEO, cfg)
+    report = search_video_frames(q, VIDEO, dataclasses.replace(cfg, video_fusion="report"))
     assert report.cached
     assert report.closest is not None and abs(report.closest.time - 3.0) <= 0.1  # ranking still right
     mean = search_video_frames(q, VIDEO, dataclasses.replace(cfg, video_fusion="mean"))
@@ -155,10 +155,11 @@ def test_mean_fusion_localises_a_harsh_copy(cfg, first_frame_search):
 
 
 def test_unrelated_photo_does_not_match_frames(cfg, first_frame_search):
-    for fusion in ("report", "mean"):
+    for fusion in ("moments", "report", "mean"):
         r = search_video_frames(BUSH, VIDEO, dataclasses.replace(cfg, video_fusion=fusion))
         assert r.segments == [] and not r.matched
         assert r.closest is not None and r.closest.score < 0.5
+        assert all(m.reading == "similar scene" for m in r.moments)
 
 
 def test_sampling_rate_and_corrupt_cache(cfg, frame_query):
@@ -189,6 +190,82 @@ def test_read_frames():
             break
     info = probe_video(VIDEO)
     assert info.frame_count == 105 and info.fps == pytest.approx(25.0)
+
+
+# ------------------------------------------------------------------------------------------
+# Frame mode: the moment, on a small video of several shots with known times
+# ------------------------------------------------------------------------------------------
+
+PHOTOS = default_data_dir() / "photos"
+
+
+@pytest.fixture(scope="module")
+def shots_video(tmp_path_factory):
+    """4 s at 25 fps, 480x270: a pan over multiface.jpg, part of the sample video, a short (0.68 s)
+    zoom into a portrait, another part of the sample video. Returns (path, [(first, last) frame])."""
+    from bench.videosynth import clip, load_rgb, pan, read_rgb, write_video
+
+    af = read_rgb(VIDEO, 105)
+    shots = [
+        pan(load_rgb(PHOTOS / "multiface.jpg"), (0.40, 0.5, 0.7), (0.60, 0.5, 0.7), 25, "multiface pan"),
+        clip(af[10:40], "arcade 0.4-1.6 s"),
+        pan(load_rgb(PHOTOS / "paul_rudd" / "1.jpg"), (0.5, 0.35, 0.9), (0.5, 0.35, 0.7), 17, "rudd zoom"),
+        clip(af[70:98], "arcade 2.8-3.9 s"),
+    ]
+    path = tmp_path_factory.mktemp("shots") / "shots.mp4"
+    placed = write_video(path, shots, size=(480, 270))
+    return path, [(p.first, p.last) for p in placed]
+
+
+def _moment(cfg, query, path):
+    r = search_video_frames(query, path, cfg)
+    assert r.moments, f"nothing found; closest {r.closest}"
+    return r, r.moments[0]
+
+
+def test_exact_frame_finds_itself(cfg, shots_video):
+    """A lossless copy of a frame is found at its own frame, in every shot, the short one too."""
+    path, shots = shots_video
+    for first, last in shots:
+        f = (first + last) // 2
+        r, m = _moment(cfg, read_frame(path, f / 25), path)
+        assert m.frame == f and m.reading == "same frame" and m.ncc > 0.95, (f, m)
+        seg = r.segments[0]
+        assert seg.start <= f / 25 <= seg.end and seg.end - seg.start <= 0.5
+
+
+def test_mirrored_and_cropped_copies_found_at_their_time(cfg, shots_video):
+    """A horizontally flipped copy and an 80% centre crop (resized back) point at the right time
+    (+-0.3 s), in a pan over a photo and in real footage."""
+    path, shots = shots_video
+    for f in (shots[0][0] + 8, shots[1][0] + 15, shots[3][0] + 10):
+        frame = read_frame(path, f / 25)
+        w, h = frame.size
+        crop = frame.crop((w // 10, h // 10, w - w // 10, h - h // 10)).resize((w, h), Image.BICUBIC)
+        for name, q in (("flip", frame.transpose(Image.FLIP_LEFT_RIGHT)), ("crop", crop)):
+            r, m = _moment(cfg, q, path)
+            assert abs(m.time - f / 25) <= 0.3, (name, f, m)
+            assert m.reading == "same frame"
+            assert m.hit.flipped == (name == "flip")
+
+
+def test_segment_stays_in_its_shot(cfg, shots_video):
+    """A frame at the very end of a shot: its segment ends at the cut, the next shot (another
+    part of the same sample video, same place and people) is not part of it."""
+    path, shots = shots_video
+    first, last = shots[1]
+    f = last - 1
+    r, m = _moment(cfg, degrade(read_frame(path, f / 25), width=400, quality=70, brightness=1.1), path)
+    assert abs(m.time - f / 25) <= 0.1
+    seg = r.segments[0]
+    assert first / 25 - 1e-6 <= seg.start <= seg.end <= last / 25 + 1e-6, (seg.start, seg.end, shots[1])
+    # Single-shot sample video: the answer is a moment, not the whole video (the report's rule
+    # matches nearly all of it).
+    whole = search_video_frames(read_frame(VIDEO, 1.0), VIDEO, cfg)
+    report = search_video_frames(read_frame(VIDEO, 1.0), VIDEO, dataclasses.replace(cfg, video_fusion="report"))
+    covered = sum(s.end - s.start for s in whole.segments)
+    assert abs(whole.moments[0].time - 1.0) <= 0.04 and covered <= 0.3
+    assert sum(s.end - s.start for s in report.segments) >= 3.0
 
 
 # ------------------------------------------------------------------------------------------
@@ -351,6 +428,10 @@ def test_cli_json_and_table(cfg, frame_query, first_frame_search, tmp_path):
     assert p.returncode == 0, p.stderr
     d = json.loads(p.stdout)
     assert d["mode"] == "frame" and d["cached"] and abs(d["segments"][0]["best_time"] - 2.0) <= 0.1
+    assert d["fusion"] == "moments" and d["moments"][0]["reading"] == "same frame" and abs(d["moments"][0]["time"] - 2.0) <= 0.1
+    p = _cli(str(query), str(VIDEO), cache=cfg.cache_dir)
+    assert p.returncode == 0, p.stderr
+    assert "moment(s)" in p.stdout and "same frame" in p.stdout and "0:02.00" in p.stdout
     p = _cli(str(query), str(VIDEO), "--fusion", "mean", cache=cfg.cache_dir)
     assert p.returncode == 0, p.stderr
     assert "segment(s)" in p.stdout and "0:02.00" in p.stdout
@@ -380,7 +461,7 @@ def test_yuv_decode_agrees_with_opencv():
     fz = video_frames.Featurizer(Config())
     for i in range(0, 105, 13):
         assert np.abs(ours[i].astype(int) - ref[i]).mean() < 2.0
-        (pa, ha, _), (pb, hb, _) = fz(ours[i]), fz(ref[i])
+        (pa, ha, _), (pb, hb, _) = fz(ours[i])[:3], fz(ref[i])[:3]
         assert cv2.compareHist(ha, hb, cv2.HISTCMP_CORREL) > 0.99
         assert bin(int(pa) ^ int(pb)).count("1") <= 4
 

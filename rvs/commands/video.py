@@ -15,8 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="reverse video search: find an image (frame mode) or a person (face mode) in a video",
         description=(
             "Find where QUERY_IMAGE appears in VIDEO. Frame mode (default) compares every frame with the image "
-            "(pHash + HSV histogram + ORB); face mode finds the segments where the person of the query's largest "
-            "face is visible. Per-frame features are cached, so a second query on the same video is fast."
+            "(ORB keypoints verified geometrically, so crops, letterboxing, scaling and mirroring are found; pHash "
+            "and HSV histogram shortlist) and reports the best moments, each read as 'same frame', 'same shot' or "
+            "'similar scene'; face mode finds the segments where the person of the query's largest face is visible. "
+            "Per-frame features are cached, so a second query on the same video is fast."
         ),
     )
     p.add_argument("query", metavar="QUERY_IMAGE", help="image to look for (a frame, a screenshot, a face photo)")
@@ -30,16 +32,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--threshold",
         type=float,
         default=None,
-        help="frame mode: fused similarity needed to match (default 0.98, 0.75 with --fusion mean); "
+        help="frame mode with --fusion report/mean: fused similarity needed to match (default 0.98 / 0.75); "
         "face mode: maximum embedding distance (default 1.10)",
     )
     p.add_argument(
         "--fusion",
-        choices=["report", "mean"],
+        choices=["moments", "report", "mean"],
         default=None,
-        help="frame mode: 'report' (default: the max/min rule, match >= 0.98) or 'mean' of the three similarities (match >= 0.75)",
+        help="frame mode: 'moments' (default: ranked peaks with a reading, short segments around them), "
+        "'report' (the original report's max/min rule, match >= 0.98, for comparison) or 'mean' of the three "
+        "similarities (match >= 0.75)",
     )
-    p.add_argument("--top", type=int, default=10, help="segments shown in the table (default 10; JSON has all)")
+    p.add_argument("--top", type=int, default=10, help="moments/segments shown in the table (default 10; JSON has all)")
     p.add_argument("--curve", action="store_true", help="include the per-sample (time, score) curve in the JSON")
     p.set_defaults(func=run)
 
@@ -67,6 +71,10 @@ def _config(args: argparse.Namespace):
     if args.threshold is not None:
         if args.mode == "face":
             changes["match_threshold"] = args.threshold
+        elif fusion == "moments":
+            from rvs.errors import BadInputError
+
+            raise BadInputError("--threshold applies to --fusion report or mean; 'moments' answers with ranked peaks")
         else:
             changes["video_mean_threshold" if fusion == "mean" else "video_match_threshold"] = args.threshold
     return dataclasses.replace(cfg, **changes)
@@ -81,6 +89,8 @@ def _table(result, top: int) -> str:
     ]
     if r.mode == "face" and r.query_box is not None:
         lines.append("query face: box " + ", ".join(f"{v:.0f}" for v in r.query_box))
+    if r.mode == "frame" and r.fusion == "moments":
+        return "\n".join(lines + _moments_table(r, top))
     rule = f"fused similarity >= {r.threshold:g}" if r.mode == "frame" else f"embedding distance <= {r.threshold:g}"
     if not r.segments:
         lines.append(f"no match ({rule}).")
@@ -111,6 +121,26 @@ def _table(result, top: int) -> str:
         f"time: {t.get('total_s', 0):.2f} s (video {t.get('features_s', 0):.2f} s, matching {t.get('match_s', 0):.2f} s)"
     )
     return "\n".join(lines)
+
+
+def _moments_table(r, top: int) -> list[str]:
+    lines = []
+    if not r.moments:
+        lines.append("no match: no frame shares keypoints with the query in a consistent layout.")
+        if r.closest is not None:
+            lines.append(f"closest: frame {r.closest.frame} at {_fmt_time(r.closest.time)}, score {r.closest.score:.3f}")
+    else:
+        lines.append(f"{len(r.moments)} moment(s), best first (score: matched keypoint share x placement; ncc: aligned pixels agree, 1 = same):")
+        lines.append(f"{'#':>3}  {'at':>8}  {'frame':>6}  {'reading':<13}  {'score':>6}  {'ncc':>5}  {'segment':>19}")
+        for n, m in enumerate(r.moments[:top], 1):
+            seg = f"{_fmt_time(m.start)}-{_fmt_time(m.end)}" if m.reading == "same frame" else ""
+            ncc = f"{m.ncc:.2f}" if m.ncc is not None else "-"
+            lines.append(f"{n:>3}  {_fmt_time(m.time):>8}  {m.frame:>6}  {m.reading:<13}  {m.score:>6.3f}  {ncc:>5}  {seg:>19}")
+        if len(r.moments) > top:
+            lines.append(f"... {len(r.moments) - top} more (--top N, or --json for all)")
+    t = r.timings
+    lines.append(f"time: {t.get('total_s', 0):.2f} s (video {t.get('features_s', 0):.2f} s, matching {t.get('match_s', 0):.2f} s)")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
