@@ -270,6 +270,18 @@ class VideoResult:
     def matched(self) -> bool:
         return bool(self.segments)
 
+    def describe(self) -> str:
+        """One line saying what was found, for a UI's summary: frame mode with "moments" fusion
+        names the best moment and its reading ("Best moment 0:02.00 · same frame · 0.94; 1 more
+        moment"), else the segment count."""
+        if self.mode == "frame" and self.fusion == "moments":
+            if not self.moments:
+                return "No match: no frame shares the query's keypoints in a consistent layout"
+            rest = len(self.moments) - 1
+            return f"Best moment {self.moments[0].caption()}" + (f"; {rest} more moment{'s' if rest != 1 else ''}" if rest else "")
+        n = len(self.segments)
+        return f"{n} matching segment{'s' if n != 1 else ''}" if n else "No match"
+
     def to_dict(self, curve: bool = True, hits: bool = True) -> dict:
         d: dict[str, Any] = {
             "mode": self.mode,

@@ -367,24 +367,32 @@ def _placement(m: np.ndarray, q_size: tuple[int, int], f_size: tuple[int, int]) 
 
 
 def geo_match(
-    q_desc: np.ndarray, q_xy: np.ndarray, q_size: tuple[int, int], f_desc: np.ndarray, f_xy: np.ndarray, f_size: tuple[int, int], ratio: float
+    q_desc: np.ndarray,
+    q_xy: np.ndarray,
+    q_size: tuple[int, int],
+    f_desc: np.ndarray,
+    f_xy: np.ndarray,
+    f_size: tuple[int, int],
+    ratio: float,
+    min_good: int = GEO_MIN_GOOD,
 ) -> GeoMatch:
     """Ratio-test ORB matches from query to frame, then a RANSAC similarity transform (rotation,
     uniform scale, translation: what cropping, scaling and letterboxing do) from query to frame
-    positions; see `GeoMatch`. Releases the GIL in OpenCV calls, so frames can be matched from
-    threads."""
+    positions; see `GeoMatch`. No transform is estimated from fewer than `min_good` matches (it
+    could not reach the inliers a match needs). Releases the GIL in OpenCV calls, so frames can be
+    matched from threads."""
     n = min(len(q_desc), len(f_desc))
     if n < 2:
         return GeoMatch()
     dist, idx = cv2.batchDistance(q_desc, f_desc, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
     good = dist[:, 0] < ratio * dist[:, 1]
     n_good = int(np.count_nonzero(good))
-    if n_good < GEO_MIN_GOOD:
+    if n_good < max(GEO_MIN_GOOD, min_good):
         return GeoMatch(good=n_good)
     src = q_xy[good]
     dst = f_xy[idx[good, 0]]
     m, mask = cv2.estimateAffinePartial2D(
-        src, dst, method=cv2.RANSAC, ransacReprojThreshold=GEO_REPROJ_PX, maxIters=500, confidence=0.995, refineIters=10
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=GEO_REPROJ_PX, maxIters=300, confidence=0.995, refineIters=10
     )
     if m is None or mask is None:
         return GeoMatch(good=n_good)
@@ -539,6 +547,17 @@ class GeoScores:
         self.score = np.full(len(feats.frames), np.nan, np.float32)
         self.match: dict[int, GeoMatch] = {}
         self.orient: dict[int, int] = {}
+        # Orientations still compared (see `lock_orientation`): batchDistance, ~0.5 ms per frame
+        # and orientation, is most of a cached query's time.
+        self.active = list(range(len(views)))
+
+    def lock_orientation(self, margin: float = 1.5) -> None:
+        """Compare only the orientation that matched best so far, when the other's best score is
+        under 1/`margin` of it (a video holding both a frame and its mirror image is rare)."""
+        best = [max((float(self.score[j]) for j, o in self.orient.items() if o == k), default=0.0) for k in range(len(self.views))]
+        top = int(np.argmax(best))
+        if best[top] > 0 and all(b * margin < best[top] for k, b in enumerate(best) if k != top):
+            self.active = [top]
 
     def prior(self, g: GeoMatch) -> float:
         c = self.config
@@ -548,7 +567,11 @@ class GeoScores:
         if j in self.known:
             return self.known[j]
         d, xy = self.feats.descriptors(j), self.feats.keypoints(j)
-        return [geo_match(v.desc, v.xy, v.size, d, xy, self.feats.size, self.config.video_orb_ratio) for v in self.views]
+        c = self.config
+        return [
+            geo_match(v.desc, v.xy, v.size, d, xy, self.feats.size, c.video_orb_ratio, c.video_min_inliers) if k in self.active else GeoMatch()
+            for k, v in enumerate(self.views)
+        ]
 
     def evaluate(self, js) -> None:
         todo = sorted({int(j) for j in js if 0 <= j < len(self.score) and np.isnan(self.score[j])})
@@ -604,8 +627,9 @@ def find_moments(feats: FrameFeatures, ph: np.ndarray, hist: np.ndarray, geo: Ge
     if n == 0:
         return []
     times = feats.times
-    cand = np.union1d(shortlist(ph, hist, c.video_shortlist), np.linspace(0, n - 1, min(n, max(1, c.video_shortlist // 2))).round().astype(int))
-    geo.evaluate(cand)
+    geo.evaluate(shortlist(ph, hist, c.video_shortlist))
+    geo.lock_orientation()
+    geo.evaluate(np.linspace(0, n - 1, min(n, max(1, c.video_shortlist // 2))).round().astype(int))
     radius = max(1, int(round(c.video_refine_s * feats.sample_fps)))
     for _ in range(6):
         done = np.flatnonzero(~np.isnan(geo.score))
@@ -671,7 +695,7 @@ def search_frames(query_image: ImageLike, video_path: str | os.PathLike, config:
 
     def on_frame(j: int, desc: np.ndarray, xy: np.ndarray, size: tuple[int, int]) -> None:
         if fusion == "moments":
-            streamed[j] = [geo_match(v.desc, v.xy, v.size, desc, xy, size, ratio) for v in views]
+            streamed[j] = [geo_match(v.desc, v.xy, v.size, desc, xy, size, ratio, config.video_min_inliers) for v in views]
         else:
             streamed[j] = orb_similarity(q_desc, desc, ratio)
 
