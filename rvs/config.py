@@ -39,7 +39,9 @@ class Config:
     # --- detection (MTCNN) ---
     min_face_size: int = 20
     detect_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
-    min_face_prob: float = 0.90  # faces below this probability are dropped
+    # Detections below this MTCNN probability are dropped. On LFW every labelled face scores >= 0.997,
+    # while 0.90-0.97 holds shirts, hair and ears as often as real (blurred, cut-off) faces.
+    min_face_prob: float = 0.97
     face_size: int = 160
     # Margin around the MTCNN box, in pixels of the 160x160 crop. Sandberg's models were
     # evaluated on crops with a margin of 32 px, which this mirrors.
@@ -74,7 +76,25 @@ class Config:
     # with the default weights (1.147; 10-fold accuracy 0.9892; bench/results/retrieval.json).
     # The FAR=1e-3 operating point is 1.062.
     match_threshold: float = 1.15
-    vote_k: int = 5  # identity vote over the nearest `vote_k` results under the threshold
+    # Open-set identification (rvs/identify.py): a face is named only when the gallery's calibrated
+    # model says so. Each gallery's operating point is set at build time so that at most this share
+    # of people who are NOT in the gallery get a name (95% upper bound on its calibration strangers).
+    open_set_fpir: float = 0.01
+    # Share of searched faces assumed to be of someone in the gallery: the prior behind the shown
+    # probability (LFW's benchmark mix is 1,679 mated to 4,069 non-mated probes, i.e. 0.29).
+    open_set_prior: float = 0.3
+    # ... and never below this probability that the name is right, whatever the FPIR rule allows: a
+    # name is an identification claim. On LFW's 300-person starter gallery the FPIR rule alone
+    # would name at p > 0.06; an out-of-LFW look-alike (Kate Siegel -> Angelina Jolie) scores 0.79.
+    open_set_min_probability: float = 0.9
+    # Override of the gallery's calibrated naming threshold (a probability; None = the gallery's own).
+    name_threshold: float | None = None
+    # Faces searched but never named (rvs/quality.py): smaller than this (box side, photo pixels),
+    # blurrier than this (Laplacian variance of the 160 px crop; LFW >= 12), or turned further than
+    # this (nose offset from the eyes' midpoint in eye distances; LFW within +-0.44).
+    name_min_face_px: int = 40
+    name_min_sharpness: float = 8.0
+    name_max_yaw: float = 0.6
 
     # --- artifacts: where the app's weights + gallery index come from ---
     # A Hub repo id (pulled with snapshot_download at `hub_revision`), or empty to use `index_dir`.

@@ -19,6 +19,7 @@ from rvs.config import Config
 from rvs.detect import DETECTOR_ID, Face, FaceDetector, select_main_face
 from rvs.embed import Embedder
 from rvs.errors import BadInputError, RvsError
+from rvs.identify import Reference, calibrate
 from rvs.imageio import load_image
 from rvs.index import FaceIndex
 from rvs.lfw import list_images
@@ -127,6 +128,7 @@ def build_index(
     index.extra["detector"] = DETECTOR_ID
     index.extra["crop"] = {"size": config.face_size, "margin": config.margin, "margin_units": config.margin_units}
     index.build_annoy()
+    calibration = calibrate_index(index, config)
     if out_dir is not None:
         index.save(out_dir)
     summary = {
@@ -141,9 +143,48 @@ def build_index(
         "detect_seconds": round(t_detect, 2),
         "embed_seconds": round(t_embed, 2),
         "model_id": embedder.model_id,
+        "open_set": calibration,
         "out": str(out_dir) if out_dir else None,
     }
     return index, summary
+
+
+def ensure_calibrated(index: FaceIndex, config: Config, save_to: str | Path | None = None) -> bool:
+    """Calibrate an index that has no open-set model yet (built before calibration existed, or
+    a Hub artifact without one), and save it when `save_to` is given. True if it changed."""
+    if "open_set" in index.extra:
+        return False
+    log.info("calibrating open-set identification for a gallery of %d faces", len(index))
+    calibrate_index(index, config)
+    if save_to is not None and "open_set" in index.extra:
+        index.save(save_to)
+    return True
+
+
+def calibrate_index(index: FaceIndex, config: Config, reference: Reference | None = None) -> dict | None:
+    """Fit the gallery's open-set model (rvs.identify.calibrate) and store it, with how it was
+    obtained, in `index.extra["open_set"]` (saved into the manifest). Uses the reference set
+    shipped for the index's model when there is one. Returns the stored dict, or None (and
+    removes any old one) when the gallery is too small to calibrate: it then names no one."""
+    t0 = time.perf_counter()
+    reference = reference or Reference.load(index.model_id)
+    model = calibrate(
+        index.embeddings, index.meta["identity"], reference, target_fpir=config.open_set_fpir, prior=config.open_set_prior, min_probability=config.open_set_min_probability
+    )
+    if model is None:
+        index.extra.pop("open_set", None)
+        log.warning("gallery too small to calibrate open-set identification: it will name no one")
+        return None
+    info = model.to_dict()
+    info["source"] = (
+        f"this gallery's photos (leave-one-out) + LFW reference strangers shipped for {reference.model_id}"
+        if reference is not None
+        else "this gallery's photos only (leave-one-out; no reference set ships for this model)"
+    )
+    info["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    info["seconds"] = round(time.perf_counter() - t0, 2)
+    index.extra["open_set"] = info
+    return info
 
 
 def _embed_with_progress(embedder: Embedder, crops: list[np.ndarray], progress: bool) -> np.ndarray:

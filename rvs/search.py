@@ -1,9 +1,9 @@
-"""Image search: an image in, for each face the nearest gallery faces and an identity vote out."""
+"""Image search: an image in; for each face its nearest gallery faces and who it is (or "not in this gallery") out."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,8 +13,10 @@ from rvs.config import Config
 from rvs.detect import Face, FaceDetector
 from rvs.embed import Embedder
 from rvs.errors import NoFaceError, RvsError
+from rvs.identify import Identification, Identifier, OpenSetModel
 from rvs.imageio import ImageLike, load_image
 from rvs.index import FaceIndex
+from rvs.quality import naming_problem
 
 
 @dataclass
@@ -45,48 +47,27 @@ class Match:
 
 
 @dataclass
-class Vote:
-    """Identity vote over the nearest faces under the match threshold.
-
-    identity is None when no gallery face is within the threshold ("no confident match").
-    confidence: the winner's share of the vote weight (each neighbour under the threshold
-    weighs threshold - distance), so 1.0 means every close neighbour agrees.
-    """
-
-    identity: str | None
-    confidence: float
-    best_distance: float
-    threshold: float
-    support: int = 0
-
-    @property
-    def confident(self) -> bool:
-        return self.identity is not None
-
-    def to_dict(self) -> dict:
-        return {
-            "identity": self.identity,
-            "confidence": round(self.confidence, 3),
-            "best_distance": round(self.best_distance, 4),
-            "threshold": self.threshold,
-            "support": self.support,
-        }
-
-    def describe(self) -> str:
-        if self.identity is None:
-            return f"no confident match (closest distance {self.best_distance:.3f} >= threshold {self.threshold:.2f})"
-        return f"{self.identity} (confidence {self.confidence:.0%}, {self.support} close faces, best distance {self.best_distance:.3f})"
-
-
-@dataclass
 class FaceResult:
+    """One searched face: who it is (`identification`: a name only when calibrated and sure enough,
+    else "not in this gallery") and its nearest gallery faces (`matches`: look-alikes unless the
+    identification names the same person)."""
+
     face_number: int  # 1-based, in the order faces are drawn (largest first)
     face: Face
     matches: list[Match]
-    vote: Vote
+    identification: Identification
+
+    @property
+    def named(self) -> str | None:
+        return self.identification.identity
 
     def to_dict(self) -> dict:
-        return {"face": self.face_number, **self.face.to_dict(), "vote": self.vote.to_dict(), "matches": [m.to_dict() for m in self.matches]}
+        return {
+            "face": self.face_number,
+            **self.face.to_dict(),
+            "identification": self.identification.to_dict(),
+            "matches": [m.to_dict() for m in self.matches],
+        }
 
 
 @dataclass
@@ -107,24 +88,12 @@ class SearchResult:
         }
 
 
-def vote(matches: list[Match], threshold: float, vote_k: int) -> Vote:
-    best = matches[0].distance if matches else float("inf")
-    weights: dict[str, float] = defaultdict(float)
-    counts: dict[str, int] = defaultdict(int)
-    for m in matches[:vote_k]:
-        if m.distance < threshold:
-            weights[m.identity] += threshold - m.distance
-            counts[m.identity] += 1
-    if not weights:
-        return Vote(None, 0.0, best, threshold)
-    winner = max(weights, key=weights.get)
-    return Vote(winner, weights[winner] / sum(weights.values()), best, threshold, counts[winner])
-
-
 class SearchEngine:
-    """Detect -> embed -> search, with one detector, embedder and index kept in memory.
+    """Detect -> embed -> search -> identify, with one detector, embedder and index in memory.
 
-    `search(image)` takes a path, bytes, PIL image or array; returns a SearchResult.
+    `search(image)` takes a path, bytes, PIL image or array; returns a SearchResult. Names come
+    from the gallery's open-set calibration (index manifest "open_set", rvs.identify); a gallery
+    without a usable one names no one (`calibration_problem` says why).
     """
 
     def __init__(self, index: FaceIndex, config: Config | None = None, detector: FaceDetector | None = None, embedder: Embedder | None = None):
@@ -137,6 +106,19 @@ class SearchEngine:
                 f"the index was built with {index.model_id!r} but the embedder is {self.embedder.model_id!r}; "
                 "rebuild the index with `python -m rvs index`"
             )
+        self.calibration_problem: str | None = None
+        model = None
+        info = index.extra.get("open_set")
+        if info is None:
+            self.calibration_problem = "this gallery has no open-set calibration (run `python -m rvs calibrate`), so no one is named"
+        else:
+            try:
+                model = OpenSetModel.from_dict(info)
+            except (TypeError, ValueError) as e:
+                self.calibration_problem = f"this gallery's open-set calibration is unusable ({e}), so no one is named"
+        if self.config.name_threshold is not None and model is not None:
+            model = dataclasses.replace(model, threshold=float(self.config.name_threshold))
+        self.identifier = Identifier(index.embeddings, index.meta["identity"], model)
 
     @classmethod
     def from_index_dir(cls, index_dir: str | Path, config: Config | None = None, **kw) -> SearchEngine:
@@ -171,13 +153,15 @@ class SearchEngine:
         t3 = time.perf_counter()
         ids, dists = self.index.search(emb, k, exact=exact)
         t4 = time.perf_counter()
+        blocked = [naming_problem(f, self.config) for f in chosen]
+        idents = self.identifier.identify(emb, blocked)
         results = []
-        for n, f, row_ids, row_d in zip(numbers, chosen, ids, dists):
+        for n, f, row_ids, row_d, ident in zip(numbers, chosen, ids, dists, idents):
             matches = [
                 Match(r + 1, self.index.meta["identity"][i], self.index.meta["path"][i], float(d), self.index.meta["box"][i], int(i))
                 for r, (i, d) in enumerate(zip(row_ids, row_d))
-                if i >= 0
+                if i >= 0 and np.isfinite(d)
             ]
-            results.append(FaceResult(n, f, matches, vote(matches, self.config.match_threshold, self.config.vote_k)))
+            results.append(FaceResult(n, f, matches, ident))
         timings = {"load": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3, "embed": (t3 - t2) * 1e3, "search": (t4 - t3) * 1e3, "total": (t4 - t0) * 1e3}
         return SearchResult(img.size, results, len(detected), self.embedder.model_id, timings)

@@ -13,7 +13,7 @@
    search answers with what to do.
 
 `Service` holds the engine and turns searches into display-ready answers (annotated query,
-captioned thumbnails, vote text, plot), with no UI framework code: app.py stays a thin layer.
+captioned thumbnails, the identification, plot), with no UI framework code: app.py stays a thin layer.
 
 Threads: Gradio runs handlers in worker threads. The detector and embedder are torch modules
 used under `torch.inference_mode` (no shared mutable state), Annoy reads are thread-safe, and the
@@ -45,6 +45,7 @@ from rvs.detect import DETECTOR_ID
 from rvs.draw import crop_box, draw_faces, fit, format_time, placeholder_tile, similarity_plot
 from rvs.errors import BadInputError, IndexError_, RvsError
 from rvs.hub import Artifacts, resolve_artifacts
+from rvs.identify import format_probability
 from rvs.imageio import ImageLike, load_image
 from rvs.index import FaceIndex
 
@@ -125,7 +126,7 @@ def build_starter(
     does the work and the photos are never copied; the saved index points at `folder` itself.
     """
     from rvs.embed import Embedder
-    from rvs.gallery import build_index
+    from rvs.gallery import build_index, ensure_calibrated
 
     folder = Path(folder).expanduser()
     if not folder.is_dir():
@@ -140,6 +141,7 @@ def build_starter(
     try:
         index = FaceIndex.load(out, expect_model_id=embedder.model_id)
         if index.extra.get("starter_digest") == digest:
+            ensure_calibrated(index, config, save_to=out)
             return index, out
         _say(f"the starter gallery at {out} is out of date; rebuilding it")
     except IndexError_:
@@ -182,7 +184,7 @@ class ImageAnswer:
     annotated: the query with every face boxed and numbered (searched faces highlighted).
     face_choices / face_value: the face picker's options ("1 (largest)", "2", ..., "all") and value.
     matches: (thumbnail, caption) of the nearest gallery faces, e.g. "Colin Powell · 0.532".
-    summary: markdown: identity vote(s) and timings. data: the SearchResult as a dict (API users).
+    summary: markdown: who each face is (or "not in this gallery") and timings. data: the SearchResult as a dict (API users).
     """
 
     annotated: Image.Image
@@ -315,7 +317,7 @@ class Service:
     def search_image(
         self, image: ImageLike, face: str | int | None = "1 (largest)", k: int | None = None, name: str | None = None
     ) -> ImageAnswer:
-        """Search the chosen face(s) of `image`: the k nearest gallery faces and an identity vote.
+        """Search the chosen face(s) of `image`: the k nearest gallery faces and who it is.
 
         Every face is searched in one batch (the embedder handles a batch about as fast as one
         face), so the answer can number and box them all; the chosen ones are shown.
@@ -339,26 +341,14 @@ class Service:
         for fr in chosen:
             for m in fr.matches[:per_face]:
                 prefix = f"#{fr.face_number} " if many else ""
-                tiles.append((self.thumbnail(m.item), f"{prefix}{pretty_name(m.identity)} · {m.distance:.3f}"))
-        lines = []
-        for fr in chosen:
-            v = fr.vote
-            label = f"Face {fr.face_number}: " if n > 1 else ""
-            if v.identity is None:
-                lines.append(
-                    f"### {label}no confident match\nThe closest gallery face is at distance {v.best_distance:.3f}, above the "
-                    f"calibrated threshold {v.threshold:.2f}: this person is probably not in the gallery."
-                )
-            else:
-                lines.append(
-                    f"### {label}{pretty_name(v.identity)}\nconfidence **{v.confidence:.0%}** · {v.support} of the "
-                    f"{min(self.config.vote_k, len(fr.matches))} nearest faces agree · best distance {v.best_distance:.3f}"
-                )
+                kind = "" if m.identity == fr.named else "look-alike: "
+                tiles.append((self.thumbnail(m.item), f"{prefix}{kind}{pretty_name(m.identity)} · {m.distance:.3f}"))
+        lines = [self.describe_identification(fr, f"Face {fr.face_number}: " if n > 1 else "") for fr in chosen]
         t = result.timings_ms
         lines.append(
             f"<small>{n} face{'s' if n != 1 else ''} found · detect {t['detect']:.0f} ms · embed {t['embed']:.0f} ms · "
             f"search {t['search']:.1f} ms · total {t['total']:.0f} ms · distance = Euclidean between unit embeddings "
-            f"(0 same, 2 opposite; same person below {self.config.match_threshold:.2f})</small>"
+            f"(0 same, 2 opposite)</small>"
         )
         value = "all" if want == "all" else face_choices(n)[want - 1]
         data = result.to_dict()
@@ -368,6 +358,26 @@ class Service:
                 m["gallery_path"] = m.pop("path")
         data["shown_faces"] = [fr.face_number for fr in chosen]
         return ImageAnswer(annotated, face_choices(n), value, tiles, "\n\n".join(lines), data)
+
+    def describe_identification(self, fr: Any, label: str = "") -> str:
+        """Markdown for one searched face: the name with its calibrated probability, or "Not in
+        this gallery" with why, the nearest faces presented as look-alikes."""
+        ident = fr.identification
+        people = self.index.n_identities if self.index is not None else 0
+        if ident.identity is not None:
+            return (
+                f"### {label}{pretty_name(ident.identity)}\n**{format_probability(ident.probability)}** probability that this is "
+                f"{pretty_name(ident.identity)} (calibrated for this gallery of {people:,} people; a name is given above "
+                f"{format_probability(ident.threshold)}) · nearest photo at distance {fr.matches[0].distance:.3f}"
+                if fr.matches
+                else f"### {label}{pretty_name(ident.identity)}"
+            )
+        why = ident.reason or "no one in this gallery resembles this face closely enough to name"
+        closest = f" The closest photo is at distance {fr.matches[0].distance:.3f}." if fr.matches else ""
+        return (
+            f"### {label}Not in this gallery\nThis face is not named: {why}. The faces below are **look-alikes, "
+            f"not matches**.{closest}"
+        )
 
     # ---- video search ----
     def search_video(
@@ -625,6 +635,12 @@ def load_service(
     if arts is not None:
         try:
             index = FaceIndex.load(arts.index_dir, verify=False, expect_model_id=embedder.model_id)  # resolve_artifacts verified it
+            # An index from before open-set calibration: calibrate it in memory (seconds), so it
+            # names people only when sure; the files stay as published.
+            from rvs.gallery import ensure_calibrated
+
+            if ensure_calibrated(index, config):
+                notes.append("this gallery had no open-set calibration; it was calibrated at start")
         except RvsError as e:
             notes.append(f"index {arts.index_dir} unusable ({_first_line(e)})")
             arts = None

@@ -177,7 +177,7 @@ def test_service_pulls_weights_and_gallery_from_the_hub(service, app_root, monke
     assert f"rvs-demo/lfw-gallery@{sha} (commit {sha[:7]})" in svc.description
     assert svc.config.weights.endswith("model.safetensors") and svc.notes == []
     ans = svc.search_image(lfw_image("Colin_Powell", 1), k=5)
-    assert ans.data["results"][0]["vote"]["identity"] == "Colin_Powell"
+    assert ans.data["results"][0]["identification"]["identity"] == "Colin_Powell"
     assert ans.matches[0][1].startswith("Colin Powell · ")
 
 
@@ -200,8 +200,8 @@ def test_service_without_any_gallery_reports_it(tmp_path, app_root):
 def test_image_search_names_the_person(client):
     annotated, gallery, summary, data, face = search(client, lfw_image("Colin_Powell", 1), k=10)
     # Colin_Powell_0001 is not in the gallery (it holds 0003-0005): a true probe.
-    assert data["results"][0]["vote"]["identity"] == "Colin_Powell"
-    assert "Colin Powell" in summary and "confidence" in summary
+    assert data["results"][0]["identification"]["identity"] == "Colin_Powell"
+    assert "Colin Powell" in summary and "probability" in summary and "Not in this gallery" not in summary
     assert len(gallery) == 10
     assert gallery[0]["caption"].startswith("Colin Powell · ")
     assert float(gallery[0]["caption"].split("·")[1]) < 1.0
@@ -214,8 +214,9 @@ def test_unknown_person_gets_no_confident_match(client):
     # Someone with a single LFW photo, so certainly not among the 10 gallery people.
     stranger = next(d for d in sorted(LFW.iterdir()) if d.is_dir() and d.name not in APP_PEOPLE and len(list(d.iterdir())) == 1)
     _, gallery, summary, data, _ = search(client, next(stranger.iterdir()), k=5)
-    assert data["results"][0]["vote"]["identity"] is None
-    assert "no confident match" in summary
+    assert data["results"][0]["identification"]["identity"] is None
+    assert "Not in this gallery" in summary and "look-alikes, not matches" in summary
+    assert all(g["caption"].startswith("look-alike: ") for g in gallery)
     assert len(gallery) == 5
 
 
@@ -238,7 +239,7 @@ def test_bad_uploads_give_clear_errors_and_the_app_keeps_serving(client, tmp_pat
 
     # The server still answers a good query.
     _, _, _, data, _ = search(client, lfw_image("Colin_Powell", 2), k=5)
-    assert data["results"][0]["vote"]["identity"] == "Colin_Powell"
+    assert data["results"][0]["identification"]["identity"] == "Colin_Powell"
 
 
 def test_no_face_gives_a_clear_message(client, tmp_path):

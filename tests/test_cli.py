@@ -55,12 +55,13 @@ def test_missing_index_is_one_line(tmp_path):
 
 
 def test_search_json(built_index, config):
-    p = rvs("search", str(lfw_image("Tony_Blair", 1)), "--index", str(config.index_dir), "-k", "5", "--json")
+    p = rvs("search", str(lfw_image("Tony_Blair", 2)), "--index", str(config.index_dir), "-k", "5", "--json")
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     face = out["results"][0]
     assert face["matches"][0]["identity"] == "Tony_Blair"
-    assert face["vote"]["identity"] == "Tony_Blair"
+    assert face["identification"]["identity"] == "Tony_Blair"
+    assert face["identification"]["probability"] > face["identification"]["threshold"]
     assert len(face["matches"]) == 5
     assert [m["distance"] for m in face["matches"]] == sorted(m["distance"] for m in face["matches"])
 

@@ -93,8 +93,12 @@ def test_train_index_push_pull_search(config, exported, tmp_path, monkeypatch):
     right = 0
     for name in PEOPLE:  # images 1 and 2 are not in the gallery
         res = engine.search(lfw_image(name, 1), k=5, faces="largest")
-        right += res.faces[0].vote.identity == name
-    assert right >= len(PEOPLE) - 1, f"{right}/{len(PEOPLE)} probes named right"
+        right += res.faces[0].matches[0].identity == name
+        # 24 photos of a fine-tuned model with no shipped reference set: too few to calibrate
+        # open-set identification, so the honest answer names no one.
+        assert res.faces[0].identification.identity is None
+    assert right >= len(PEOPLE) - 1, f"{right}/{len(PEOPLE)} probes found at rank 1"
+    assert "no open-set calibration" in engine.calibration_problem
     # The pulled model embeds exactly like the exported file.
     x = np.random.default_rng(0).integers(0, 255, (1, 160, 160, 3), dtype=np.uint8)
     from rvs.embed import Embedder

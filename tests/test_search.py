@@ -36,18 +36,18 @@ def test_same_person_ranks_first(engine, num):
     assert sum(correct) >= len(correct) - 1, [n for n, ok in zip(GALLERY_PEOPLE, correct) if not ok]
 
 
-def test_vote_names_the_person(engine):
+def test_identification_names_the_person(engine):
     res = engine.search(lfw_image("Colin_Powell", 1), k=10)
-    vote = res.faces[0].vote
-    assert vote.identity == "Colin_Powell" and vote.confidence > 0.5
+    ident = res.faces[0].identification
+    assert ident.identity == "Colin_Powell" and ident.probability > ident.threshold
     assert res.faces[0].matches[0].distance < engine.config.match_threshold
 
 
-def test_stranger_gets_no_confident_match(engine):
-    """Someone not in the gallery: the nearest faces are all beyond the calibrated threshold."""
+def test_stranger_is_not_named(engine):
+    """Someone not in this gallery (Angelina Jolie's LFW photos are not in it) gets no name."""
+    assert "Angelina_Jolie" not in engine.index.meta["identity"]
     res = engine.search(PHOTOS / "angelina_jolie" / "1.jpg", k=10)
-    assert not res.faces[0].vote.confident
-    assert res.faces[0].matches[0].distance >= engine.config.match_threshold
+    assert res.faces[0].identification.identity is None
 
 
 @pytest.fixture(scope="module")

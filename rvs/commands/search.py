@@ -15,7 +15,11 @@ def register(sub) -> None:
     p.add_argument("-k", type=int, default=None, help="results per face (default 20)")
     p.add_argument("--face", default="all", help="'all', 'largest', or a face number (1 = largest)")
     p.add_argument("--exact", action="store_true", help="exact (numpy) search instead of Annoy")
-    p.add_argument("--threshold", type=float, help="match threshold (Euclidean distance of unit embeddings)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="name a face only when P(right) exceeds this probability (default: the gallery's calibrated operating point)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -24,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from rvs.imageio import load_image
     from rvs.search import SearchEngine
 
-    over = {"match_threshold": args.threshold} if args.threshold else {}
+    over = {"name_threshold": args.threshold} if args.threshold is not None else {}
     cfg = Config.from_env(**over)
     # Read the image before loading any model, so bad input fails fast.
     img = load_image(args.image, max_pixels=cfg.max_pixels, name=args.image)
@@ -37,11 +41,22 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.image}: {res.n_faces_detected} face(s), {res.timings_ms['total']:.0f} ms, model {res.model_id}")
     for fr in res.faces:
         b = ", ".join(f"{v:.0f}" for v in fr.face.box)
-        print(f"\nface {fr.face_number} [{b}] p={fr.face.prob:.3f}: {fr.vote.describe()}")
-        print(f"  {'rank':>4}  {'distance':>8}  identity / path")
+        print(f"\nface {fr.face_number} [{b}] detection p={fr.face.prob:.3f}: {describe(fr.identification)}")
+        print(f"  {'rank':>4}  {'distance':>8}  identity / path {'' if fr.named else '(look-alikes, not matches)'}")
         for m in fr.matches:
             print(f"  {m.rank:>4}  {m.distance:8.4f}  {m.identity}  ({m.path})")
+    if engine.calibration_problem:
+        print(f"\nnote: {engine.calibration_problem}")
     return 0
+
+
+def describe(ident) -> str:
+    from rvs.identify import format_probability as fp
+
+    if ident.identity is not None:
+        return f"{ident.identity} (probability {fp(ident.probability)} that this is right; named above {fp(ident.threshold)})"
+    why = ident.reason or "no one in this gallery resembles this face closely enough to name"
+    return f"not in this gallery: {why}"
 
 
 def _int(s: str) -> int:
