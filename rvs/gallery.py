@@ -19,7 +19,7 @@ from rvs.config import Config
 from rvs.detect import DETECTOR_ID, Face, FaceDetector, select_main_face
 from rvs.embed import Embedder
 from rvs.errors import BadInputError, RvsError
-from rvs.identify import Reference, calibrate
+from rvs.identify import OpenSetModel, Reference, calibrate
 from rvs.imageio import load_image
 from rvs.index import FaceIndex
 from rvs.lfw import list_images
@@ -149,11 +149,18 @@ def build_index(
     return index, summary
 
 
-def ensure_calibrated(index: FaceIndex, config: Config, save_to: str | Path | None = None) -> bool:
-    """Calibrate an index that has no open-set model yet (built before calibration existed, or
-    a Hub artifact without one), and save it when `save_to` is given. True if it changed."""
-    if "open_set" in index.extra:
-        return False
+def ensure_calibrated(index: FaceIndex, config: Config, save_to: str | Path | None = None, trust: bool = True) -> bool:
+    """Calibrate an index whose open-set model is missing, of an older method or malformed (built
+    before calibration existed, or by another rvs version), and save it when `save_to` is given.
+    trust=False (a downloaded artifact): recalibrate from its verified embeddings whatever it
+    says, so a publisher cannot ship a threshold that names everyone. True if it changed."""
+    info = index.extra.get("open_set")
+    if trust and info is not None:
+        try:
+            OpenSetModel.from_dict(info)
+            return False
+        except (TypeError, ValueError):
+            pass
     log.info("calibrating open-set identification for a gallery of %d faces", len(index))
     calibrate_index(index, config)
     if save_to is not None and "open_set" in index.extra:

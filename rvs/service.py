@@ -635,12 +635,11 @@ def load_service(
     if arts is not None:
         try:
             index = FaceIndex.load(arts.index_dir, verify=False, expect_model_id=embedder.model_id)  # resolve_artifacts verified it
-            # An index from before open-set calibration: calibrate it in memory (seconds), so it
-            # names people only when sure; the files stay as published.
+            # Who gets a name is decided here, not by the publisher: the open-set model is fitted
+            # again from the verified embeddings (seconds), in memory; the files stay as published.
             from rvs.gallery import ensure_calibrated
 
-            if ensure_calibrated(index, config):
-                notes.append("this gallery had no open-set calibration; it was calibrated at start")
+            ensure_calibrated(index, config, trust=arts.origin.startswith("local"))
         except RvsError as e:
             notes.append(f"index {arts.index_dir} unusable ({_first_line(e)})")
             arts = None

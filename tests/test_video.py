@@ -294,7 +294,7 @@ def face_search(cfg, face_query):
 
 def test_face_found_where_person_is_visible(face_search, face_query):
     r = face_search
-    assert r.mode == "face" and r.threshold == Config().match_threshold and r.query_box is not None
+    assert r.mode == "face" and r.threshold == Config().video_face_threshold == 1.0 and r.query_box is not None
     assert r.n_samples == 9 and r.sample_fps == pytest.approx(2.0)
     assert r.segments, f"person not found; closest {r.closest}"
     top = r.segments[0]

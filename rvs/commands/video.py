@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         help="frame mode with --fusion report/mean: fused similarity needed to match (default 0.98 / 0.75); "
-        "face mode: maximum embedding distance (default 1.10)",
+        "face mode: maximum embedding distance (default Config.video_face_threshold = 1.0, RVS_VIDEO_FACE_THRESHOLD: "
+        "1 false match in 3,000 different-person LFW pairs)",
     )
     p.add_argument(
         "--fusion",
@@ -70,7 +71,7 @@ def _config(args: argparse.Namespace):
         changes["video_fusion"] = args.fusion
     if args.threshold is not None:
         if args.mode == "face":
-            changes["match_threshold"] = args.threshold
+            changes["video_face_threshold"] = args.threshold
         elif fusion == "moments":
             from rvs.errors import BadInputError
 
