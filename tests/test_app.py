@@ -220,6 +220,16 @@ def test_unknown_person_gets_no_confident_match(client):
     assert len(gallery) == 5
 
 
+@pytest.mark.parametrize("who", ["paul_rudd", "kate_siegel", "shea_whigham"])
+def test_people_not_in_lfw_are_not_named_through_the_api(client, who):
+    from conftest import PHOTOS
+
+    _, gallery, summary, data, _ = search(client, PHOTOS / who / "1.jpg", k=5)
+    assert data["results"][0]["identification"]["identity"] is None
+    assert summary.startswith("### Not in this gallery") and "look-alikes, not matches" in summary
+    assert gallery and all(g["caption"].startswith("look-alike: ") for g in gallery)
+
+
 def test_bad_uploads_give_clear_errors_and_the_app_keeps_serving(client, tmp_path):
     from gradio_client.exceptions import AppError
 

@@ -88,6 +88,21 @@ def test_upload_search_and_see_the_name(page):
     assert "public figures" in body
 
 
+def test_stranger_is_not_named_in_the_page(page):
+    from conftest import PHOTOS
+
+    page.locator("input[type=file]").first.set_input_files(str(PHOTOS / "paul_rudd" / "1.jpg"))
+    page.locator("#rvs-faces img").wait_for()
+    page.get_by_role("button", name="Search", exact=True).click()
+    page.locator("#rvs-vote").get_by_role("heading", name="Not in this gallery").wait_for()
+    captions = page.locator("#rvs-results .caption-label")
+    captions.first.wait_for()
+    texts = captions.all_inner_texts()
+    assert texts and all(t.startswith("look-alike: ") for t in texts), texts
+    assert "look-alikes, not matches" in page.locator("#rvs-vote").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "browser_not_in_gallery.png"), full_page=True)
+
+
 @pytest.mark.skipif(not VIDEO.is_file(), reason="sample video not in the shared data")
 def test_video_tab_person_example(page):
     page.get_by_role("tab", name="Video search").click()
