@@ -37,10 +37,10 @@ transform explains times a placement prior (query centred on the frame; it break
 and static backgrounds). Frames around the best candidates are compared too, so the exact frame is
 reached from anywhere in its shot. The answer is moments: score peaks, best first
 (`find_moments`), each with a segment only as wide as the score stays close to the peak (relative
-to the video's median score), and a reading: "same frame" (close to the best score and the
-query's pixels, aligned onto the frame, agree: `aligned_ncc` of the cached thumbnail), "same
-shot" (the scene matches geometrically, the moment does not), or, when nothing matches
-geometrically, "similar scene" (colours alone, never a segment).
+to the video's median score), and a reading: "same frame" (a score above `video_same_frame_score`
+and close to the best, and the query's pixels, aligned onto the frame, agree: `aligned_ncc` of
+the cached thumbnail), "same shot" (the scene matches geometrically, the moment does not: no
+segment), or, when nothing matches geometrically, "similar scene" (colours alone, no segment).
 
 Cache entry (under `config.cache_dir / "video" / <content hash>`, no pickle anywhere):
 `meta.json`; `features.npz` (frames int32[N], phash uint64[N], hist float16[N, bins],
@@ -667,7 +667,7 @@ def find_moments(feats: FrameFeatures, ph: np.ndarray, hist: np.ndarray, geo: Ge
             hi += 1
         g = geo.match[j]
         ncc = aligned_ncc(geo.views[geo.orient[j]], g.m, feats.size, np.asarray(feats.thumbs[j])) if g.m is not None else float("nan")
-        same = score[j] >= c.video_same_frame_ratio * best and not ncc < c.video_same_frame_ncc
+        same = score[j] >= max(c.video_same_frame_score, c.video_same_frame_ratio * best) and not ncc < c.video_same_frame_ncc
         peaks.append(Peak(j, lo, hi, "same frame" if same else "same shot", ncc))
         a, b = _within(times, times[lo] - c.video_moment_gap, times[hi] + c.video_moment_gap)
         free[a:b] = False

@@ -268,6 +268,15 @@ def test_segment_stays_in_its_shot(cfg, shots_video):
     assert sum(s.end - s.start for s in report.segments) >= 3.0
 
 
+def test_absent_moment_reads_same_shot(cfg, shots_video):
+    """A frame of the sample video from a part the test video leaves out (2.2 s): the scene is
+    there, the moment is not. It is found as "same shot", with no segment."""
+    path, _ = shots_video
+    r = search_video_frames(read_frame(VIDEO, 2.2), path, cfg)
+    assert r.moments and all(m.reading == "same shot" for m in r.moments), [m.to_dict() for m in r.moments]
+    assert r.segments == [] and not r.matched
+
+
 # ------------------------------------------------------------------------------------------
 # Face mode
 # ------------------------------------------------------------------------------------------
