@@ -101,7 +101,8 @@ def header_markdown(service: Service) -> str:
 
 Upload a photo to find the most similar faces in a gallery of public figures, or a video and a
 picture to find **when** that picture or person appears in it. Faces are found with MTCNN, embedded
-with FaceNet (Inception-ResNet-v1, 512-d) and looked up in an Annoy index.
+with FaceNet (Inception-ResNet-v1, 512-d) and looked up in the gallery. A name is given only when the
+gallery's calibration is sure; anyone else is "not in this gallery", with look-alikes.
 
 {lines}
 """
@@ -111,7 +112,8 @@ PRIVACY = (
     "**Privacy.** Uploads are processed in memory for your request only: nothing is logged or stored by rvs, "
     "derived video features of uploads are deleted after the search, and Gradio's temporary copies are swept "
     f"within {sum(DELETE_CACHE) // 60} minutes. **Caveat.** The gallery is LFW, a research benchmark of public "
-    "figures; a match is a similarity, not an identification. Do not use this to identify private people."
+    "figures; a name is given only above a calibrated probability, and look-alikes are similarities, not "
+    "identifications. Do not use this to identify private people."
 )
 
 
@@ -151,7 +153,7 @@ def build_demo(service: Service) -> gr.Blocks:
                     vote_md = gr.Markdown("Upload a photo and press **Search**.", elem_id="rvs-vote", elem_classes="rvs-status")
             results = gr.Gallery(
                 elem_id="rvs-results",
-                label="Nearest gallery faces (distance: lower = more alike)",
+                label="Nearest gallery faces: look-alikes unless named above (distance: lower = more alike)",
                 columns=5,
                 height="auto",
                 object_fit="contain",
