@@ -109,7 +109,7 @@ def run_clients(url: str, jobs: list[tuple[str, Path]], n_clients: int, timeout:
                 job = client.submit(handle_file(str(path)), "1 (largest)", 20, api_name="/search_image")
                 _, gallery, _, data, _ = job.result(timeout=timeout)
                 rec.update(ok=True, latency_s=time.perf_counter() - t0, n_results=len(gallery))
-                rec["vote"] = data["results"][0]["vote"]["identity"] if data.get("results") else None
+                rec["named"] = data["results"][0]["identification"]["identity"] if data.get("results") else None
                 rec["server_ms"] = data.get("timings_ms", {}).get("total")
             except Exception as e:
                 rec.update(ok=False, latency_s=time.perf_counter() - t0, error=f"{type(e).__name__}: {str(e)[:200]}")
@@ -195,7 +195,7 @@ def main() -> int:
     lat = [r["latency_s"] for r in ok]
     server = [r["server_ms"] for r in ok if r.get("server_ms") is not None]
     errors = [r for r in recs if not r.get("ok")]
-    agree = sum(1 for r in ok if r.get("vote") == r.get("identity"))
+    agree = sum(1 for r in ok if r.get("named") == r.get("identity"))
     res = {
         "clients": args.clients,
         "requests": len(recs),
@@ -211,7 +211,7 @@ def main() -> int:
             "mean": round(statistics.fmean(lat), 3) if lat else None,
         },
         "server_search_ms": {"p50": round(pct(server, 50), 1) if server else None, "p95": round(pct(server, 95), 1) if server else None},
-        "vote_equals_true_identity": round(agree / len(ok), 3) if ok else None,
+        "named_true_identity": round(agree / len(ok), 3) if ok else None,
         "server_rss_mib": {
             "idle_after_start": round((rss_idle or 0) / 1024, 1),
             "peak_sampled": round(peak_rss[0] / 1024, 1),
@@ -223,8 +223,8 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "notes": (
             "latency = client round trip incl. upload and queueing (20 clients share 2 worker slots); result images "
-            "not downloaded. vote_equals_true_identity: share of answers voting the photo's true name; people not in "
-            "the gallery (the starter holds the 300 most-photographed) count as misses"
+            "not downloaded. named_true_identity: share of answers naming the photo's true person; people not in "
+            "the gallery (the starter holds the 300 most-photographed) are not named and count as misses"
         ),
     }
     Path(args.out).write_text(json.dumps(res, indent=1))
@@ -236,7 +236,7 @@ def main() -> int:
         ("server search p50 / p95", f"{res['server_search_ms']['p50']} / {res['server_search_ms']['p95']} ms"),
         ("throughput", f"{res['throughput_rps']} searches/s over {res['wall_s']} s"),
         ("server RSS idle / peak", f"{res['server_rss_mib']['idle_after_start']} / {res['server_rss_mib']['peak_vmhwm']} MiB"),
-        ("vote = true identity", f"{res['vote_equals_true_identity']}"),
+        ("named = true identity", f"{res['named_true_identity']}"),
         ("startup", f"{res['startup_s']} s"),
     ]
     w = max(len(k) for k, _ in rows)
