@@ -534,59 +534,61 @@ def aligned_ncc(view: QueryView, m: np.ndarray, f_size: tuple[int, int], thumb: 
 
 
 class GeoScores:
-    """Per-frame geometric match of the query (the better of its two orientations), computed on
-    demand and kept: score[j] is NaN until frame j is compared, 0 below `video_min_inliers`.
+    """Per-frame geometric match of the query, computed on demand and kept: score[j] is NaN until
+    frame j is compared, 0 below `video_min_inliers`.
 
     score = share x placement prior: 1 when the query's centre lands on the frame's centre, down
     to 1 - `video_centre_weight` when it is `video_centre_scale` of the frame width or more off
-    (the prior only reorders frames that match about as well: pans, static backgrounds)."""
+    (the prior only reorders frames that match about as well: pans, static backgrounds).
 
-    def __init__(self, feats: FrameFeatures, views: list[QueryView], config: Config, known: dict[int, list[GeoMatch]] | None = None):
+    Orientations: the query as given is compared first; the mirrored one is added
+    (`add_mirror`, which also compares it on every frame compared so far) only when the query as
+    given found no "same frame" score. Matching descriptors (~0.5 ms a frame and orientation) is
+    most of a query's matching time, and a video holding a frame both ways round is rare."""
+
+    def __init__(self, feats: FrameFeatures, views: list[QueryView], config: Config, known: dict[int, GeoMatch] | None = None):
         self.feats, self.views, self.config = feats, views, config
-        self.known = known or {}  # matches already computed while the video was decoded
+        self.known = known or {}  # the as-given view's matches, computed while the video was decoded
         self.score = np.full(len(feats.frames), np.nan, np.float32)
         self.match: dict[int, GeoMatch] = {}
         self.orient: dict[int, int] = {}
-        # Orientations still compared (see `lock_orientation`): batchDistance, ~0.5 ms per frame
-        # and orientation, is most of a cached query's time.
-        self.active = list(range(len(views)))
-
-    def lock_orientation(self, margin: float = 1.5) -> None:
-        """Compare only the orientation that matched best so far, when the other's best score is
-        under 1/`margin` of it (a video holding both a frame and its mirror image is rare)."""
-        best = [max((float(self.score[j]) for j, o in self.orient.items() if o == k), default=0.0) for k in range(len(self.views))]
-        top = int(np.argmax(best))
-        if best[top] > 0 and all(b * margin < best[top] for k, b in enumerate(best) if k != top):
-            self.active = [top]
+        self.active = [0]
+        self.per_view: list[dict[int, GeoMatch]] = [{} for _ in views]
 
     def prior(self, g: GeoMatch) -> float:
         c = self.config
         return 1.0 - c.video_centre_weight * min(1.0, g.offset / max(c.video_centre_scale, 1e-6))
 
-    def _compute(self, j: int) -> list[GeoMatch]:
-        if j in self.known:
+    def _compute(self, jk: tuple[int, int]) -> GeoMatch:
+        j, k = jk
+        if k == 0 and j in self.known:
             return self.known[j]
-        d, xy = self.feats.descriptors(j), self.feats.keypoints(j)
-        c = self.config
-        return [
-            geo_match(v.desc, v.xy, v.size, d, xy, self.feats.size, c.video_orb_ratio, c.video_min_inliers) if k in self.active else GeoMatch()
-            for k, v in enumerate(self.views)
-        ]
+        v, c = self.views[k], self.config
+        return geo_match(v.desc, v.xy, v.size, self.feats.descriptors(j), self.feats.keypoints(j), self.feats.size, c.video_orb_ratio, c.video_min_inliers)
 
-    def evaluate(self, js) -> None:
-        todo = sorted({int(j) for j in js if 0 <= j < len(self.score) and np.isnan(self.score[j])})
-        if not todo:
-            return
+    def _run(self, todo: list[tuple[int, int]]) -> None:
         if len(todo) > 8:
             with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
                 results = list(pool.map(self._compute, todo))
         else:
-            results = [self._compute(j) for j in todo]
-        for j, ms in zip(todo, results):
-            o = max(range(len(ms)), key=lambda k: ms[k].share * self.prior(ms[k]))
-            g = ms[o]
+            results = [self._compute(jk) for jk in todo]
+        for (j, k), g in zip(todo, results):
+            self.per_view[k][j] = g
+        for j in {j for j, _ in todo}:
+            o = max((k for k in self.active if j in self.per_view[k]), key=lambda k: self.per_view[k][j].share * self.prior(self.per_view[k][j]))
+            g = self.per_view[o][j]
             self.match[j], self.orient[j] = g, o
             self.score[j] = g.share * self.prior(g) if g.inliers >= self.config.video_min_inliers else 0.0
+
+    def evaluate(self, js) -> None:
+        frames = sorted({int(j) for j in js if 0 <= j < len(self.score) and np.isnan(self.score[j])})
+        self._run([(j, k) for j in frames for k in self.active])
+
+    def add_mirror(self) -> None:
+        if len(self.views) < 2 or 1 in self.active:
+            return
+        self.active.append(1)
+        self._run([(int(j), 1) for j in np.flatnonzero(~np.isnan(self.score))])
 
     def climb(self, j: int, radius: int) -> int:
         """From frame j, move to the best frame within `radius` until none is better."""
@@ -628,8 +630,9 @@ def find_moments(feats: FrameFeatures, ph: np.ndarray, hist: np.ndarray, geo: Ge
         return []
     times = feats.times
     geo.evaluate(shortlist(ph, hist, c.video_shortlist))
-    geo.lock_orientation()
     geo.evaluate(np.linspace(0, n - 1, min(n, max(1, c.video_shortlist // 2))).round().astype(int))
+    if not np.nanmax(geo.score) >= c.video_same_frame_score:
+        geo.add_mirror()
     radius = max(1, int(round(c.video_refine_s * feats.sample_fps)))
     for _ in range(6):
         done = np.flatnonzero(~np.isnan(geo.score))
@@ -695,7 +698,8 @@ def search_frames(query_image: ImageLike, video_path: str | os.PathLike, config:
 
     def on_frame(j: int, desc: np.ndarray, xy: np.ndarray, size: tuple[int, int]) -> None:
         if fusion == "moments":
-            streamed[j] = [geo_match(v.desc, v.xy, v.size, desc, xy, size, ratio, config.video_min_inliers) for v in views]
+            v = views[0]  # as given: the mirror image is compared only if this finds nothing (GeoScores)
+            streamed[j] = geo_match(v.desc, v.xy, v.size, desc, xy, size, ratio, config.video_min_inliers)
         else:
             streamed[j] = orb_similarity(q_desc, desc, ratio)
 
