@@ -23,6 +23,7 @@ from rvs.identify import OpenSetModel, Reference, calibrate
 from rvs.imageio import load_image
 from rvs.index import FaceIndex
 from rvs.lfw import list_images
+from rvs.recipe import recipe_of
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,11 @@ def build_index(
     index = FaceIndex(emb, meta, embedder.model_id, config.n_trees, config.search_k)
     index.extra["source_folder"] = str(folder.resolve())
     index.extra["detector"] = DETECTOR_ID
-    index.extra["crop"] = {"size": config.face_size, "margin": config.margin, "margin_units": config.margin_units}
+    # The crops were cut with the detector's settings, which may not be `config`'s.
+    dc = getattr(detector, "config", config)
+    index.extra["crop"] = {"size": dc.face_size, "margin": dc.margin, "margin_units": dc.margin_units}
+    # What every query must match to be compared with these faces (rvs.recipe; SearchEngine checks it).
+    index.extra["recipe"] = recipe_of(detector, embedder)
     index.build_annoy()
     calibration = calibrate_index(index, config)
     if out_dir is not None:

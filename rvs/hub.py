@@ -458,6 +458,8 @@ def export_artifacts(
                     "margin_units": config.margin_units,
                     "standardisation": "(pixel - 127.5) / 128",
                 },
+                # How the gallery's faces were cut and embedded (rvs.recipe); queries must match it.
+                "recipe": manifest.get("recipe"),
             },
         )
         (tmp / INDEX_SUBDIR).mkdir()
@@ -487,6 +489,7 @@ def export_artifacts(
                 "gallery_size": int(manifest["n_items"]),
                 "n_identities": int(manifest.get("n_identities", 0)),
                 "embedding_dim": int(manifest.get("dim", 512)),
+                "recipe": manifest.get("recipe"),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "files": files,
             },

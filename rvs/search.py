@@ -12,11 +12,12 @@ import numpy as np
 from rvs.config import Config
 from rvs.detect import Face, FaceDetector
 from rvs.embed import Embedder
-from rvs.errors import NoFaceError, RvsError
+from rvs.errors import IndexError_, NoFaceError, RvsError
 from rvs.identify import Identification, Identifier, OpenSetModel
 from rvs.imageio import ImageLike, load_image
 from rvs.index import FaceIndex
 from rvs.quality import naming_problem
+from rvs.recipe import check_index_recipe, recipe_of
 
 
 @dataclass
@@ -102,10 +103,15 @@ class SearchEngine:
         self.detector = detector or FaceDetector(self.config)
         self.embedder = embedder or Embedder(self.config)
         if index.model_id != self.embedder.model_id:
-            raise RvsError(
+            raise IndexError_(
                 f"the index was built with {index.model_id!r} but the embedder is {self.embedder.model_id!r}; "
                 "rebuild the index with `python -m rvs index`"
             )
+        # Same model is not enough: faces cut with another margin or detector are other vectors.
+        # An index without a recipe (built before rvs recorded one) is accepted on its model id
+        # alone, so existing galleries keep working; rebuilding one records its recipe.
+        self.recipe = recipe_of(self.detector, self.embedder)
+        check_index_recipe(index.extra.get("recipe"), self.recipe, f"the gallery index ({len(index)} faces)")
         self.calibration_problem: str | None = None
         model = None
         info = index.extra.get("open_set")

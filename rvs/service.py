@@ -41,13 +41,13 @@ import numpy as np
 from PIL import Image
 
 from rvs.config import Config
-from rvs.detect import DETECTOR_ID
 from rvs.draw import crop_box, draw_faces, fit, format_time, placeholder_tile, similarity_plot
 from rvs.errors import BadInputError, IndexError_, RvsError
 from rvs.hub import Artifacts, resolve_artifacts
 from rvs.identify import format_probability
 from rvs.imageio import ImageLike, load_image
 from rvs.index import FaceIndex
+from rvs.recipe import check_index_recipe, embedder_precision, embedding_recipe, recipe_digest, recipe_of
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,10 @@ def starter_selection(folder: Path, people: int = STARTER_PEOPLE, per_person: in
     return [(ident, sorted(paths)[:per_person] if per_person > 0 else sorted(paths)) for ident, paths in ranked]
 
 
-def _selection_digest(folder: Path, selection: list[tuple[str, list[Path]]], model_id: str) -> str:
-    h = hashlib.sha256(f"{folder.resolve()}\0{model_id}\0{DETECTOR_ID}".encode())
+def _selection_digest(folder: Path, selection: list[tuple[str, list[Path]]], recipe: dict) -> str:
+    """Keys a saved starter gallery: the folder, the photos chosen, and the embedding recipe
+    (rvs.recipe: weights, centre, precision, detector, crop geometry, detection thresholds)."""
+    h = hashlib.sha256(f"{folder.resolve()}\0{recipe_digest(recipe)}".encode())
     for _, paths in selection:
         for p in paths:
             h.update(str(p.relative_to(folder)).encode() + b"\0")
@@ -137,7 +139,9 @@ def build_starter(
     n_images = sum(len(p) for _, p in selection)
     if not n_images:
         raise RvsError(f"gallery folder {folder} holds no images")
-    digest = _selection_digest(folder, selection, embedder.model_id)
+    # The crops are cut by `detector` (its own config), else by a detector built from `config`.
+    recipe = embedding_recipe(getattr(detector, "config", None) or config, embedder.model_id, embedder_precision(embedder))
+    digest = _selection_digest(folder, selection, recipe)
     try:
         index = FaceIndex.load(out, expect_model_id=embedder.model_id)
         if index.extra.get("starter_digest") == digest:
@@ -600,6 +604,8 @@ def load_service(
     t0 = time.perf_counter()
 
     if gallery is None:
+        if config.hub_repo.strip() and not is_commit(config.hub_revision):
+            _say(unpinned_revision_warning(config))
         try:
             arts = resolve_artifacts(config)
         except RvsError as e:
@@ -635,6 +641,7 @@ def load_service(
     if arts is not None:
         try:
             index = FaceIndex.load(arts.index_dir, verify=False, expect_model_id=embedder.model_id)  # resolve_artifacts verified it
+            check_index_recipe(index.extra.get("recipe"), recipe_of(detector, embedder), f"index {arts.index_dir}")
             # Who gets a name is decided here, not by the publisher: the open-set model is fitted
             # again from the verified embeddings (seconds), in memory; the files stay as published.
             from rvs.gallery import ensure_calibrated
@@ -642,7 +649,7 @@ def load_service(
             ensure_calibrated(index, config, trust=arts.origin.startswith("local"))
         except RvsError as e:
             notes.append(f"index {arts.index_dir} unusable ({_first_line(e)})")
-            arts = None
+            arts, index = None, None
     if index is None:
         if folder.is_dir():
             try:
@@ -664,6 +671,18 @@ def load_service(
         service.warm()
     _say(f"{service.description} · ready in {time.perf_counter() - t0:.0f} s")
     return service
+
+
+def is_commit(revision: str) -> bool:
+    """A full 40-hex commit id (not a branch or tag, which can move)."""
+    return len(revision) == 40 and all(ch in "0123456789abcdef" for ch in revision)
+
+
+def unpinned_revision_warning(config: Config) -> str:
+    return (
+        f"warning: RVS_HUB_REVISION={config.hub_revision!r} is a branch or tag, not a commit: every start pulls whatever "
+        f"{config.hub_repo} has there now; pin a 40-hex commit (README, App settings)"
+    )
 
 
 def _starter_artifacts(index: FaceIndex, out: Path, folder: Path, config: Config) -> Artifacts:

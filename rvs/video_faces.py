@@ -16,7 +16,8 @@ smaller than ~50 px in a 1080p frame give unreliable embeddings anyway. Torch ru
 `video_torch_threads` (1) threads meanwhile, leaving the other core to the decode thread.
 
 The detected faces (frame, box, probability, embedding) are cached per video content hash, sampling
-and detection settings, and embedder model id, so asking about another person in the same video
+rate and embedding recipe (rvs.recipe: weights, centre, precision, detector, crop geometry,
+detection thresholds), so asking about another person in the same video
 costs one query embedding: `meta.json` + `faces.npz` (frames int32[S], face_sample int32[F],
 boxes float32[F, 4], probs float32[F], embeddings float32[F, 512]), no pickle.
 """
@@ -39,9 +40,10 @@ import torch
 from PIL import Image
 
 from rvs.config import Config
-from rvs.detect import DETECTOR_ID, FaceDetector
+from rvs.detect import FaceDetector
 from rvs.embed import Embedder
 from rvs.imageio import ImageLike, load_image
+from rvs.recipe import detection_settings, embedder_precision, embedder_settings, embedding_recipe, recipe_digest
 from rvs.video import (
     CACHE_VERSION,
     FaceBox,
@@ -70,18 +72,24 @@ KIND = "faces"
 EMB_DIM = 512
 
 # Models are loaded once per process (the app calls the search many times): detectors per
-# detection settings, embedders per weights/device.
+# device and detection settings of the embedding recipe (rvs.recipe: detector, crop geometry,
+# thresholds), embedders per device, weights cache and embedder settings (weights, centring,
+# precision).
 _DETECTORS: dict[tuple, FaceDetector] = {}
 _EMBEDDERS: dict[tuple, Embedder] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def _detect_key(c: Config) -> tuple:
-    return (c.device, c.detect_max_side, c.min_face_size, tuple(c.detect_thresholds), c.min_face_prob, c.face_size, c.margin)
+def _detector_memo_key(c: Config) -> tuple:
+    return (c.device, recipe_digest(detection_settings(c)), c.detect_batch_size)
+
+
+def _embedder_memo_key(c: Config) -> tuple:
+    return (c.device, str(c.cache_dir), recipe_digest(embedder_settings(c)), c.embed_batch_size)
 
 
 def get_detector(config: Config) -> FaceDetector:
-    key = _detect_key(config)
+    key = _detector_memo_key(config)
     with _MODELS_LOCK:
         if key not in _DETECTORS:
             _DETECTORS[key] = FaceDetector(config)
@@ -89,7 +97,7 @@ def get_detector(config: Config) -> FaceDetector:
 
 
 def get_embedder(config: Config) -> Embedder:
-    key = (config.device, config.weights, str(config.cache_dir))
+    key = _embedder_memo_key(config)
     with _MODELS_LOCK:
         if key not in _EMBEDDERS:
             _EMBEDDERS[key] = Embedder(config)
@@ -128,13 +136,12 @@ class FaceTrack:
     embeddings: np.ndarray  # float32 [F, 512], unit rows
 
 
-def _params(config: Config, model_id: str) -> dict:
-    c = video_detect_config(config)
+def _params(config: Config, embedder: Embedder) -> dict:
+    """The cache entry's key: sampling, and the embedding recipe of the video's faces (detected
+    with the video detection settings, embedded by `embedder`)."""
     return {
         "sample_fps": config.video_face_fps,
-        "detect": list(_detect_key(c)[1:]),
-        "detector": DETECTOR_ID,
-        "model_id": model_id,
+        "recipe": embedding_recipe(video_detect_config(config), embedder.model_id, embedder_precision(embedder)),
     }
 
 
@@ -203,7 +210,7 @@ def _extract(path: Path, config: Config, embedder: Embedder, out_dir: Path, prog
     )
     write_json(
         out_dir / "meta.json",
-        cache_meta(KIND, CACHE_VERSION, _params(config, embedder.model_id), stream.sample_fps, info, path, n_samples=len(frames), n_faces=len(face_sample)),
+        cache_meta(KIND, CACHE_VERSION, _params(config, embedder), stream.sample_fps, info, path, n_samples=len(frames), n_faces=len(face_sample)),
     )
 
 
@@ -214,7 +221,7 @@ def load_or_extract(
     timer = timer or StageTimer()
     with timer.stage("hash_s"):
         key = video_key(path, config.video_full_hash_max_bytes)
-    entry = cache_entry_dir(config, key, KIND, _params(config, embedder.model_id))
+    entry = cache_entry_dir(config, key, KIND, _params(config, embedder))
     with timer.stage("features_s"):
         track = _load_entry(entry)
         if track is not None:

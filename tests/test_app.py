@@ -137,8 +137,50 @@ def test_starter_gallery_built_from_folder(service, app_root):
     assert thumb.size == (192, 192)
 
 
-def test_service_reuses_starter_and_falls_back_when_hub_unreachable(service, app_root, monkeypatch, tmp_path):
-    """RVS_HUB_REPO on an endpoint nobody listens on: the app comes up offline on the local index."""
+def test_starter_reused_and_rebuilt_when_its_recipe_changes(service, tmp_path, monkeypatch):
+    """A starter gallery is reused when nothing that shapes its faces changed, and rebuilt when
+    the margin, its units or the minimum face probability did (the digest once held only the
+    folder, model id and detector id, so a changed crop setting silently reused the old one)."""
+    import dataclasses
+
+    import rvs.gallery
+    from rvs.detect import FaceDetector
+    from rvs.service import build_starter
+
+    folder = small_gallery(tmp_path / "g", APP_PEOPLE[:3], nums=(3, 4))
+    cfg = Config(cache_dir=make_cache(tmp_path))
+    embedder = service.engine.embedder
+    builds: list[Path] = []
+    real = rvs.gallery.build_index
+
+    def counting(folder, *a, **k):
+        builds.append(folder)
+        return real(folder, *a, **k)
+
+    monkeypatch.setattr(rvs.gallery, "build_index", counting)
+
+    def starter(**changes):
+        c = dataclasses.replace(cfg, **changes)
+        return build_starter(folder, c, FaceDetector(c), embedder, people=0, per_person=0, progress=False)
+
+    index, out = starter()
+    assert len(builds) == 1 and len(index) == 6 and index.extra["recipe"]["margin"] == 32
+    created = (out / "manifest.json").read_bytes()
+    again, out2 = starter()
+    assert len(builds) == 1, "an unchanged starter gallery must be reused"
+    assert out2 == out and (out / "manifest.json").read_bytes() == created and again.extra["starter_digest"] == index.extra["starter_digest"]
+    for n, (field, value) in enumerate({"margin": 44, "margin_units": "image", "min_face_prob": 0.99}.items(), start=2):
+        rebuilt, out3 = starter(**{field: value})
+        assert len(builds) == n, f"changing {field} must rebuild the starter gallery"
+        assert out3 == out and rebuilt.extra["recipe"][field] == value
+        assert rebuilt.extra["starter_digest"] != index.extra["starter_digest"]
+    starter(min_face_prob=0.99)
+    assert len(builds) == 4  # and the rebuilt one is reused in turn
+
+
+def test_service_falls_back_to_local_index_when_hub_unreachable(service, app_root, monkeypatch, tmp_path, capsys):
+    """RVS_HUB_REPO on an endpoint nobody listens on: the app comes up offline on the local index
+    (here the starter index built above). A branch name instead of a commit gets one warning line."""
     from hubserver import hub_client_env
 
     from rvs.service import load_service
@@ -147,14 +189,30 @@ def test_service_reuses_starter_and_falls_back_when_hub_unreachable(service, app
     hub_client_env(monkeypatch, tmp_path, dead, timeout=2)
     local = service.artifacts.index_dir  # the starter index built above, as a local index
     cfg = Config(cache_dir=make_cache(app_root), index_dir=local, hub_repo="rvs-demo/lfw-gallery", hub_revision="main")
+    capsys.readouterr()
     svc = load_service(cfg, warm=False, progress=False)
     assert svc.engine is not None, svc.problem
     assert svc.artifacts.origin.startswith("local:")
     assert any("rvs-demo/lfw-gallery" in n and "offline fallback" in n for n in svc.notes), svc.notes
     assert len(svc.index) == len(service.index)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "RVS_HUB_REVISION" in line]
+    assert len(warnings) == 1 and "'main' is a branch or tag, not a commit" in warnings[0] and "pin a 40-hex commit" in warnings[0]
 
 
-def test_service_pulls_weights_and_gallery_from_the_hub(service, app_root, monkeypatch, tmp_path):
+def test_local_index_cut_otherwise_is_not_used(service, app_root, tmp_path, capsys):
+    """The app started with another margin than its local index was built with: the index is
+    refused with a note saying why (not searched with incomparable vectors)."""
+    from rvs.service import load_service
+
+    local = service.artifacts.index_dir
+    cfg = Config(cache_dir=make_cache(app_root), index_dir=local, data_dir=tmp_path / "no-data", margin=44)
+    svc = load_service(cfg, warm=False, progress=False)
+    assert svc.engine is None and "no gallery" in svc.problem
+    assert any("another embedding recipe" in n and "margin 32 px of the crop vs 44 px of the crop" in n for n in svc.notes), svc.notes
+    assert "RVS_HUB_REVISION" not in capsys.readouterr().err  # no Hub repo, no warning
+
+
+def test_service_pulls_weights_and_gallery_from_the_hub(service, app_root, monkeypatch, tmp_path, capsys):
     """The Spaces set-up: RVS_HUB_REPO at a pinned commit, served by a local fake Hub."""
     from hubserver import FakeHub, hub_client_env
 
@@ -174,6 +232,7 @@ def test_service_pulls_weights_and_gallery_from_the_hub(service, app_root, monke
             progress=False,
         )
     assert svc.engine is not None, svc.problem
+    assert "RVS_HUB_REVISION" not in capsys.readouterr().err  # pinned to a commit: no warning
     assert f"rvs-demo/lfw-gallery@{sha} (commit {sha[:7]})" in svc.description
     assert svc.config.weights.endswith("model.safetensors") and svc.notes == []
     ans = svc.search_image(lfw_image("Colin_Powell", 1), k=5)
