@@ -16,18 +16,22 @@ the header before decoding and turns a non-image or a corrupt file into a one-li
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
+import html
 import logging
 import os
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
 import pandas as pd
+from gradio.utils import get_upload_folder
 
 from rvs.config import Config
-from rvs.errors import NoFaceError, RvsError
+from rvs.errors import BadInputError, NoFaceError, RvsError
 from rvs.service import Service, face_choices, load_service
+from rvs.serving import CpuBudget, Job, JobCancelled, UploadGuard, safe_name, sweep_leftovers, trim_memory
 
 log = logging.getLogger("rvs.app")
 
@@ -48,47 +52,71 @@ CSS = """
 # Inputs
 
 
-def image_source(payload: Any) -> tuple[str | bytes | None, str]:
-    """(what rvs.imageio can read, a name for messages) from a Gradio image payload
-    (preprocess=False): the uploaded file's path, or the bytes of a data: URL (webcam / clipboard
-    in some browsers). The name is the user's file name, never the server's temporary path."""
+def image_source(payload: Any, guard: UploadGuard) -> tuple[str | bytes | None, str]:
+    """(what rvs.imageio can read, the user's file name for messages) from a Gradio image payload
+    (preprocess=False): a file this client uploaded (checked by `guard`: any other server path is
+    refused), or the bytes of a data: URL (webcam / clipboard in some browsers)."""
     if payload is None:
         return None, "image"
-    if isinstance(payload, (str, bytes)):
-        return payload, "image"
     if isinstance(payload, dict):
-        name = Path(str(payload.get("orig_name") or "uploaded image")).name
+        name = safe_name(payload.get("orig_name"), "uploaded image")
         url = payload.get("url") or ""
-        if url.startswith("data:"):
+        if isinstance(url, str) and url.startswith("data:"):
             try:
-                return base64.b64decode(url.split(",", 1)[1], validate=False), name
+                data = base64.b64decode(url.split(",", 1)[1], validate=False)
             except (ValueError, IndexError):
-                raise gr.Error("the pasted image could not be decoded") from None
-        if payload.get("path"):
-            return str(payload["path"]), name
-    raise gr.Error("unexpected image payload")
+                raise BadInputError("the pasted image could not be decoded") from None
+            return data, name
+        return guard.check(payload.get("path")), name
+    if isinstance(payload, str):
+        return guard.check(payload), "image"
+    raise BadInputError("unexpected image payload: send a file uploaded to this app")
 
 
-def video_source(payload: Any) -> tuple[str | None, str]:
+def video_source(payload: Any, guard: UploadGuard) -> tuple[str | None, str]:
     """(path of the uploaded video, the user's file name) from a Gradio video payload."""
     if payload is None:
         return None, "video"
     if isinstance(payload, str):
-        return payload, Path(payload).name
+        return guard.check(payload), "video"
     if isinstance(payload, dict):
         inner = payload.get("video") if isinstance(payload.get("video"), dict) else payload
-        if inner.get("path"):
-            return str(inner["path"]), Path(str(inner.get("orig_name") or inner["path"])).name
-    raise gr.Error("unexpected video payload")
+        return guard.check(inner.get("path")), safe_name(inner.get("orig_name"), "video")
+    raise BadInputError("unexpected video payload: send a file uploaded to this app")
 
 
-def _fail(e: Exception) -> gr.Error:
-    """Every failure becomes a one-line message in the UI; a bug is logged with its traceback but
-    the app keeps serving (Gradio isolates each request)."""
+def _fail(e: BaseException) -> gr.Error:
+    """Every failure becomes a one-line message (HTML-escaped: it may quote a file name) for the
+    page and API clients, and one log line; only a bug is logged with its traceback. The app
+    keeps serving (Gradio isolates each request)."""
     if isinstance(e, RvsError):
-        return gr.Error(str(e), title="Cannot search this")
+        log.info("user error: %s: %s", type(e).__name__, str(e).splitlines()[0][:300] if str(e) else "")
+        title = "Stopped" if isinstance(e, JobCancelled) else "Cannot search this"
+        return gr.Error(html.escape(str(e)), title=title, print_exception=False)
     log.exception("unexpected error in a request")
-    return gr.Error(f"unexpected error ({type(e).__name__}); please try another file", title="Error")
+    return gr.Error(f"unexpected error ({type(e).__name__}); please try another file", title="Error", print_exception=False)
+
+
+async def run_in_worker(budget: CpuBudget, fn: Callable[[], Any], job: Job | None = None) -> Any:
+    """Run `fn` in a worker thread holding one CPU slot. If this request is cancelled (Gradio's
+    cancel, the client went away), the job's flag is set and the worker stops at its next
+    progress report, freeing its core; the slot is released when the worker really ends."""
+
+    def work() -> Any:
+        try:
+            with budget.slot(job):
+                return fn()
+        finally:
+            if job is not None:
+                trim_memory()
+
+    future = asyncio.get_running_loop().run_in_executor(None, work)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        if job is not None:
+            job.cancel("cancelled by the client")
+        raise
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,51 +229,66 @@ def build_demo(service: Service) -> gr.Blocks:
         gr.Markdown(PRIVACY, elem_classes="rvs-small")
 
         # ---- handlers ----
-        def on_query_change(payload: Any) -> tuple[Any, Any]:
-            src, name = image_source(payload)
-            if src is None:
-                return None, gr.update(choices=face_choices(1), value="1 (largest)")
+        guard = UploadGuard([get_upload_folder()], example_paths(service))
+        budget = CpuBudget(cfg.app_cpu_slots or os.cpu_count() or 2)
+        demo.rvs_budget = budget  # for tests and the load benchmark
+
+        async def on_query_change(payload: Any) -> tuple[Any, Any]:
             try:
-                annotated, choices = service.preview(src, name)
-            except RvsError as e:
-                gr.Warning(str(e))
-                return None, gr.update(choices=face_choices(1), value="1 (largest)")
+                src, name = image_source(payload, guard)
+                if src is None:
+                    return None, gr.update(choices=face_choices(1), value="1 (largest)")
+                annotated, choices = await run_in_worker(budget, lambda: service.preview(src, name))
+            except Exception as e:
+                raise _fail(e) from None
             return annotated, gr.update(choices=choices, value=choices[0])
 
-        def on_search(payload: Any, face_value: Any, k_value: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
-            src, name = image_source(payload)
-            if src is None:
-                raise gr.Error("upload a photo first (or click an example)", title="No photo")
-            progress(0.1, desc="detecting and embedding faces")
+        async def on_search(payload: Any, face_value: Any, k_value: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
             try:
-                ans = service.search_image(src, face_value, int(k_value or cfg.k), name=name)
+                src, name = image_source(payload, guard)
+                if src is None:
+                    raise BadInputError("upload a photo first (or click an example)")
+                try:
+                    k_int = int(float(k_value)) if k_value not in (None, "") else cfg.k
+                except (TypeError, ValueError):
+                    raise BadInputError(f"k must be a number of results, not {str(k_value)[:40]!r}") from None
+                progress(0.1, desc="detecting and embedding faces")
+                ans = await run_in_worker(budget, lambda: service.search_image(src, face_value, k_int, name=name))
             except NoFaceError as e:
-                gr.Warning(str(e))
-                msg = f"**No face found.** {e}"
+                log.info("user error: %s", e)
+                msg = f"**No face found.** {html.escape(str(e))}"
                 return None, [], msg, {"error": str(e), "results": []}, gr.update()
             except Exception as e:
                 raise _fail(e) from None
             return ans.annotated, ans.matches, ans.summary, ans.data, gr.update(choices=ans.face_choices, value=ans.face_value)
 
-        def on_video(vpayload: Any, qpayload: Any, mode_value: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        async def on_video(vpayload: Any, qpayload: Any, mode_value: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
             m = "face" if any(w in str(mode_value).lower() for w in ("face", "person")) else "frame"  # label or "face"/"frame"
             progress(0.0, desc="reading the video")
+            job = Job(cfg.app_video_time_limit_s, "this video search", lambda f, d: progress(f, desc=d))
             try:
-                qsrc, qname = image_source(qpayload)
-                vsrc, vname = video_source(vpayload)
-                ans = service.search_video(
-                    vsrc, qsrc, m, progress=lambda f, d: progress(f, desc=d), query_name=qname, video_name=vname
+                qsrc, qname = image_source(qpayload, guard)
+                vsrc, vname = video_source(vpayload, guard)
+                ans = await run_in_worker(
+                    budget,
+                    lambda: service.search_video(vsrc, qsrc, m, progress=job.progress, query_name=qname, video_name=vname, limits=True),
+                    job,
                 )
+            except asyncio.CancelledError:
+                log.info("video search cancelled by the client")
+                raise
             except Exception as e:
                 raise _fail(e) from None
             table = pd.DataFrame(ans.rows, columns=ans.headers)
             return ans.frames, ans.plot, table, ans.summary, ans.data
 
-        # One concurrency group: at most 2 CPU-heavy jobs (detect, search, video) at a time on 2 cores.
-        cpu = {"preprocess": False, "concurrency_id": "rvs-cpu"}
-        query.change(on_query_change, [query], [faces_img, face], api_name="detect_faces", show_progress="minimal", **cpu)
-        search_btn.click(on_search, [query, face, k], [faces_img, results, vote_md, result_json, face], api_name="search_image", **cpu)
-        vsearch_btn.click(on_video, [video, vquery, mode], [frames, plot, segments, vsummary, vjson], api_name="search_video", **cpu)
+        # Image work (detect, search) and video work queue apart, so a long video never holds up
+        # image searches; the CPU budget caps what computes at once at one thread per core.
+        img = {"preprocess": False, "concurrency_id": "rvs-image", "concurrency_limit": 2}
+        vid = {"preprocess": False, "concurrency_id": "rvs-video", "concurrency_limit": 1}
+        query.change(on_query_change, [query], [faces_img, face], api_name="detect_faces", show_progress="minimal", **img)
+        search_btn.click(on_search, [query, face, k], [faces_img, results, vote_md, result_json, face], api_name="search_image", **img)
+        vsearch_btn.click(on_video, [video, vquery, mode], [frames, plot, segments, vsummary, vjson], api_name="search_video", **vid)
     return demo
 
 
@@ -267,8 +310,12 @@ def example_paths(service: Service) -> list[str]:
 
 
 def launch(demo: gr.Blocks, service: Service, host: str, port: int | None, **kw: Any) -> Any:
-    """Queue + launch with the app's limits: 2 requests at a time (2 cores), 64 waiting, uploads
-    capped at Config.max_upload_bytes."""
+    """Queue + launch with the app's limits: image and video requests queue apart (see
+    build_demo), 64 waiting, uploads capped at Config.max_upload_bytes; torch computes with one
+    thread per request (requests x threads never exceed the cores, see rvs.serving.CpuBudget)."""
+    import torch
+
+    torch.set_num_threads(1)
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo.launch(
         server_name=host,
@@ -291,7 +338,11 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request otherwise
-    service = load_service(Config.from_env(), gallery=args.gallery)
+    cfg = Config.from_env()
+    swept = sweep_leftovers(cfg.cache_dir, get_upload_folder(), older_than_s=sum(DELETE_CACHE))
+    if swept:
+        log.info("removed %d leftovers of earlier runs (temporary caches, old uploads)", swept)
+    service = load_service(cfg, gallery=args.gallery)
     launch(build_demo(service), service, args.host, args.port)
 
 

@@ -60,7 +60,7 @@ def naive_index_rate(paths: list[Path], config: Config, detector: FaceDetector, 
 def leave_one_out_annoy(index: FaceIndex, probes: np.ndarray, k: int, search_k: int) -> np.ndarray:
     out = np.full((len(probes), k), -1, np.int64)
     for r, i in enumerate(probes):
-        ids = index._annoy.get_nns_by_item(int(i), k + 1, search_k=search_k)
+        ids = index.annoy().get_nns_by_item(int(i), k + 1, search_k=search_k)
         ids = [x for x in ids if x != i][:k]
         out[r, : len(ids)] = ids
     return out

@@ -173,6 +173,16 @@ class Config:
     # other core, and OpenMP threads that spin-wait on an oversubscribed CPU made MTCNN ~6x slower
     # on 2 shared cores (bench/video.py).
     video_torch_threads: int = 1
+    # Where video features are cached (None: cache_dir/video). The app gives each search of an
+    # upload a private one, removed afterwards, so concurrent searches never share or delete it.
+    video_cache_dir: Path | None = None
+    # --- the served app only (the CLI is unlimited) ---
+    # A video search is refused above this duration / number of frames, and stopped past this time.
+    app_max_video_seconds: float = 300.0
+    app_max_video_frames: int = 9000
+    app_video_time_limit_s: float = 240.0
+    # Compute threads the app may run at once (one per request, torch single-threaded); 0 = cores.
+    app_cpu_slots: int = 0
     # Cache key: sha256 of the whole file up to this size, else of its size, first/last MB and samples.
     video_full_hash_max_bytes: int = 256 * 1024 * 1024
 

@@ -104,8 +104,22 @@ class Artifacts:
 def resolve_artifacts(config: Config) -> Artifacts:
     """Find, fetch if needed, and verify the weights + gallery index that `config` names."""
     if (config.hub_repo or "").strip():
+        check_repo_id(config.hub_repo.strip(), config.hub_revision)
         return _resolve_hub(config)
     return _resolve_local(config)
+
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,199}$")
+
+
+def check_repo_id(repo: str, revision: str | None = None) -> None:
+    """Refuse a malformed Hub repo id or revision with one line (RVS_HUB_REPO is configuration,
+    but a path like ../../etc must never reach a URL or a cache path)."""
+    if not _REPO_ID.match(repo) or ".." in repo or repo.endswith((".git", ".")):
+        raise WeightsError(f"RVS_HUB_REPO {repo[:100]!r} is not a Hub repo id (expected owner/name)")
+    if revision is not None and (not _REVISION.match(revision) or ".." in revision):
+        raise WeightsError(f"RVS_HUB_REVISION {revision[:100]!r} is not a branch, tag or commit")
 
 
 def hub_endpoint() -> str:

@@ -134,9 +134,10 @@ class SearchEngine:
         img = load_image(image, max_pixels=self.config.max_pixels)
         return img, self.detector.detect_one(img)
 
-    def search(self, image: ImageLike, k: int | None = None, faces: str | int = "all", exact: bool = False) -> SearchResult:
+    def search(self, image: ImageLike, k: int | None = None, faces: str | int = "all", exact: bool | None = None) -> SearchResult:
         """Search every face (faces="all"), the largest ("largest") or the n-th (1-based int).
 
+        exact: True numpy, False Annoy, None (default) whichever the gallery's size calls for.
         Raises BadInputError for unreadable images and NoFaceError when no face is found.
         """
         k = k or self.config.k

@@ -31,6 +31,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -393,12 +394,14 @@ class Service:
         keep_cache: bool | None = None,
         query_name: str = "query image",
         video_name: str | None = None,
+        limits: bool = False,
     ) -> VideoAnswer:
         """Where in `video` the query picture (mode "frame") or its person ("face") appears.
 
-        The per-video feature cache of rvs.video is removed after the search unless the video is
-        one of the bundled examples (keep_cache=None) or keep_cache is True: uploads leave no
-        derived data behind.
+        Uploads (not the bundled examples, unless keep_cache) are searched with a private feature
+        cache removed afterwards: nothing derived from them stays, and two searches of the same
+        upload never share or delete each other's files. limits=True (the served app): videos
+        over `app_max_video_seconds` / `app_max_video_frames` are refused before any decoding.
         """
         if video is None or not str(video):
             raise BadInputError("upload a video first")
@@ -408,22 +411,44 @@ class Service:
             from rvs import video as V
 
             fn = V.search_video_faces if mode == "face" else V.search_video_frames
-            read_frames, video_key = V.read_frames, V.video_key
+            read_frames = V.read_frames
         except (ImportError, AttributeError) as e:
             raise RvsError(f"video search is not available in this build ({e})") from None
         qimg = load_image(query, max_pixels=self.config.max_pixels, name=query_name)
         path = Path(video)
+        label = video_name or path.name
         if keep_cache is None:
             keep_cache = _is_under(path, Path(self.config.data_dir))
         try:
-            res = fn(qimg, path, self.config, progress)
+            if limits:
+                self._check_video_limits(V.probe_video(path), label)
+            cfg = self.config
+            private = None
+            if not keep_cache:
+                private = Path(self.config.cache_dir) / "requests" / uuid.uuid4().hex
+                cfg = dataclasses.replace(self.config, video_cache_dir=private)
+            try:
+                res = fn(qimg, path, cfg, progress)
+            finally:
+                if private is not None:
+                    shutil.rmtree(private, ignore_errors=True)
         except RvsError as e:
             # Messages name the file; say the user's file name, not the server's temporary path.
-            raise type(e)(str(e).replace(str(path), video_name or path.name)) from None
-        finally:
-            if not keep_cache:
-                _drop_video_cache(self.config, path, video_key)
+            raise type(e)(str(e).replace(str(path), label)) from None
         return self._video_answer(res, path, read_frames)
+
+    def _check_video_limits(self, info: Any, label: str) -> None:
+        c = self.config
+        if info.duration > c.app_max_video_seconds:
+            raise BadInputError(
+                f"{label} is {info.duration / 60:.1f} min long; this app searches videos up to "
+                f"{c.app_max_video_seconds / 60:.0f} min (cut it, or use `python -m rvs video` for any length)"
+            )
+        if info.frame_count > c.app_max_video_frames:
+            raise BadInputError(
+                f"{label} has {info.frame_count:,} frames; this app searches up to {c.app_max_video_frames:,} "
+                "(lower its frame rate or cut it, or use `python -m rvs video`)"
+            )
 
     def _video_answer(self, res: Any, path: Path, read_frames: Callable) -> VideoAnswer:
         face = res.mode == "face"
@@ -562,15 +587,6 @@ def _is_under(path: Path, root: Path) -> bool:
         return path.resolve().is_relative_to(root.resolve())
     except OSError:
         return False
-
-
-def _drop_video_cache(config: Config, path: Path, video_key: Callable) -> None:
-    """Remove the cached features of an uploaded video (all modes and settings)."""
-    try:
-        key = video_key(path, config.video_full_hash_max_bytes)
-    except OSError:
-        return
-    shutil.rmtree(Path(config.cache_dir) / "video" / key, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------

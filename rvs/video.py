@@ -687,7 +687,8 @@ def cache_entry_dir(config: Config, key: str, kind: str, params: dict) -> Path:
     """`cache_dir/video/<content key>/<kind>-<settings digest>`: one entry per settings that change
     the cached numbers, so changing e.g. the sampling rate never reads stale features."""
     digest = hashlib.sha256(json.dumps({"v": CACHE_VERSION, **params}, sort_keys=True).encode()).hexdigest()[:12]
-    return Path(config.cache_dir) / "video" / key / f"{kind}-{digest}"
+    base = Path(config.video_cache_dir) if config.video_cache_dir else Path(config.cache_dir) / "video"
+    return base / key / f"{kind}-{digest}"
 
 
 def write_entry_atomically(final: Path, write: Callable[[Path], None]) -> None:

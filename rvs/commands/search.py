@@ -14,7 +14,7 @@ def register(sub) -> None:
     p.add_argument("--index", help="index folder (default: Config.index_dir, RVS_INDEX_DIR)")
     p.add_argument("-k", type=int, default=None, help="results per face (default 20)")
     p.add_argument("--face", default="all", help="'all', 'largest', or a face number (1 = largest)")
-    p.add_argument("--exact", action="store_true", help="exact (numpy) search instead of Annoy")
+    p.add_argument("--exact", action="store_true", help="exact (numpy) search even for a gallery large enough for Annoy (exact is the default up to 200,000 faces)")
     p.add_argument(
         "--threshold",
         type=float,
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     img = load_image(args.image, max_pixels=cfg.max_pixels, name=args.image)
     face = args.face if args.face in ("all", "largest") else _int(args.face)
     engine = SearchEngine.from_index_dir(args.index or cfg.index_dir, cfg)
-    res = engine.search(img, k=args.k, faces=face, exact=args.exact)
+    res = engine.search(img, k=args.k, faces=face, exact=True if args.exact else None)
     if args.json:
         print(json.dumps(res.to_dict(), indent=1))
         return 0
