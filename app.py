@@ -148,7 +148,8 @@ PRIVACY = (
 def build_demo(service: Service) -> gr.Blocks:
     """The Blocks app for `service` (not launched)."""
     cfg = service.config
-    example_images = [str(p) for p in service.example_images()]
+    labelled = service.labelled_example_images()
+    example_images = [str(p) for p, _ in labelled]
     video_examples = _video_examples(service)
 
     with gr.Blocks(title="rvs: reverse visual search", delete_cache=DELETE_CACHE, analytics_enabled=False) as demo:
@@ -175,7 +176,13 @@ def build_demo(service: Service) -> gr.Blocks:
                         k = gr.Slider(1, 50, value=cfg.k, step=1, label="Results (k)", scale=3)
                     search_btn = gr.Button("Search", variant="primary")
                     if example_images:
-                        gr.Examples(example_images, inputs=[query], label="Examples (click one, then Search)", examples_per_page=12)
+                        gr.Examples(
+                            example_images,
+                            inputs=[query],
+                            example_labels=[label for _, label in labelled],
+                            label="Examples (click one, then Search)",
+                            examples_per_page=12,
+                        )
                 with gr.Column(scale=5):
                     faces_img = gr.Image(elem_id="rvs-faces", label="Faces found", interactive=False, height=320, format="jpeg")
                     vote_md = gr.Markdown("Upload a photo and press **Search**.", elem_id="rvs-vote", elem_classes="rvs-status")

@@ -47,6 +47,7 @@ WEIGHTS_SIDECAR = "model.safetensors.json"
 MODEL_JSON = "model.json"
 CARD_FILE = "README.md"
 INDEX_SUBDIR = "index"
+GALLERY_SUBDIR = "gallery"  # face thumbnails (rvs.thumbnails)
 REQUIRED_FILES = (WEIGHTS_FILE, MODEL_JSON, f"{INDEX_SUBDIR}/manifest.json")
 SHA_RE = re.compile(r"[0-9a-f]{40}")
 
@@ -405,9 +406,12 @@ def export_artifacts(
     index_dir: str | os.PathLike | None,
     config: Config,
     card_info: Mapping[str, Any] | Any | None = None,
+    extras: bool = True,
 ) -> Path:
     """Assemble an artifact folder at `out_dir` from weights (any `rvs.weights` spec; default
-    `config.weights`) and an index folder (default `config.index_dir`).
+    `config.weights`) and an index folder (default `config.index_dir`); extras: also face
+    thumbnails of the gallery (`gallery/`, from its photos where they are on this machine) and the
+    example inputs found here (`examples/`).
 
     The weights are loaded and checked by `rvs.weights.load_weights` and must be the model the
     index was built with. card_info: `rvs.modelcard.CardInfo` or a dict of its fields (repo_id,
@@ -479,6 +483,9 @@ def export_artifacts(
         (tmp / INDEX_SUBDIR).mkdir()
         for name in ["manifest.json", *manifest.get("files", {})]:
             shutil.copyfile(src / name, tmp / INDEX_SUBDIR / name)
+        # Faces for the result tiles and example inputs: a Space has neither the photos nor ../shared.
+        if extras:
+            _export_extras(tmp, src, manifest, config)
         defaults = {
             "model_id": model_id,
             "weights_source": source,
@@ -518,6 +525,24 @@ def export_artifacts(
     os.replace(tmp, out)
     shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def _export_extras(tmp: Path, src: Path, manifest: dict, config: Config) -> None:
+    from rvs.examples import bundle_examples
+    from rvs.thumbnails import write_thumbnails
+
+    meta = json.loads((src / "meta.json").read_text())
+    folder = Path(manifest["source_folder"]) if manifest.get("source_folder") else None
+    n = write_thumbnails(tmp / GALLERY_SUBDIR, folder if folder is not None and folder.is_dir() else None, meta["path"], meta["box"])
+    log.info("exported %d of %d face thumbnails", n, len(meta["path"]))
+    detector = None
+    try:
+        from rvs.detect import FaceDetector
+
+        detector = FaceDetector(config)
+    except Exception as e:  # examples are a nicety: a person-mode still needs the detector
+        log.warning("no detector for the person-mode example: %s", e)
+    bundle_examples(config, tmp, meta, detector)
 
 
 def push_artifacts(

@@ -58,8 +58,6 @@ STARTER_PEOPLE = Config.starter_people
 STARTER_PER_PERSON = Config.starter_per_person
 STARTER_NAME = "lfw-starter"
 FULL_INDEX_HINT = "make index   (= python -m rvs index ../shared/data/lfw/images_deepfunneled)"
-# LFW people with many photos: the example probes are their first photo not in the gallery.
-PROBE_PEOPLE = ["George_W_Bush", "Colin_Powell", "Serena_Williams", "Tony_Blair", "Gerhard_Schroeder", "Hugo_Chavez"]
 MAX_VIDEO_FRAMES_SHOWN = 12
 THUMB = 192
 
@@ -271,6 +269,20 @@ class Service:
         self.source_folder = Path(src) if src and Path(src).is_dir() else None
         self.thumbnail = lru_cache(maxsize=512)(self._thumbnail)
         self._video_examples: list[tuple[Path, Path, str]] | None = None
+        # A published gallery (artifact folder) brings face thumbnails and example inputs along.
+        self.artifact_folder = artifact_folder(artifacts)
+        self.thumbnails = None
+        self.bundled_examples: list[dict] = []
+        if self.artifact_folder is not None:
+            from rvs.examples import load_examples
+            from rvs.thumbnails import Thumbnails
+
+            if self.index is not None and (self.artifact_folder / "gallery").is_dir():
+                try:
+                    self.thumbnails = Thumbnails(self.artifact_folder / "gallery", len(self.index))
+                except IndexError_ as e:
+                    self.notes.append(f"face thumbnails unusable ({e})")
+            self.bundled_examples = load_examples(self.artifact_folder)
 
     # ---- description ----
     @property
@@ -302,6 +314,10 @@ class Service:
                 return crop_box(load_image(p, self.config.max_pixels), meta["box"], size=THUMB)
             except RvsError as e:
                 log.warning("gallery image %s unreadable: %s", p, e)
+        if self.thumbnails is not None:
+            t = self.thumbnails.get(item)
+            if t is not None:
+                return t
         return placeholder_tile(meta["identity"], THUMB)
 
     # ---- image search ----
@@ -506,36 +522,39 @@ class Service:
     # ---- examples ----
     def example_probes(self, n: int = 2) -> list[Path]:
         """Up to n LFW photos of gallery people that are not themselves in the gallery."""
-        lfw = lfw_folder(self.config)
-        if self.index is None or not lfw.is_dir():
+        from rvs.examples import probe_photos
+
+        if self.index is None:
             return []
-        people = set(self.index.meta["identity"])
-        indexed = set(self.index.meta["path"])
-        same_root = self.source_folder is not None and self.source_folder.resolve() == lfw.resolve()
-        out = []
-        for name in [*PROBE_PEOPLE, *sorted(people)]:
-            if name not in people or len(out) >= n:
-                continue
-            for num in range(1, 31):
-                p = lfw / name / f"{name}_{num:04d}.jpg"
-                if not p.is_file():
-                    break
-                if not (same_root and f"{name}/{p.name}" in indexed):
-                    out.append(p)
-                    break
-        return out[:n]
+        return [p for _, p in probe_photos(self.index.meta, lfw_folder(self.config), n)]
 
     def example_images(self) -> list[Path]:
-        """Example photos that exist here: data_dir/photos/*/1.jpg, multiface.jpg, two LFW probes."""
+        """Example photos: those the published gallery brings, else the ones here
+        (data_dir/photos/*/1.jpg, multiface.jpg, two LFW probes)."""
+        return [p for p, _ in self.labelled_example_images()]
+
+    def labelled_example_images(self) -> list[tuple[Path, str]]:
+        """(photo, label) of every example photo (see example_images)."""
+        bundled = [(e["file"], e["label"]) for e in self.bundled_examples if e["kind"] == "image"]
+        if bundled:
+            return bundled
+        from rvs.examples import pretty
+
         photos = Path(self.config.data_dir) / "photos"
-        paths = [*sorted(photos.glob("*/1.jpg")), photos / "multiface.jpg", *self.example_probes(2)]
-        return [p for p in paths if p.is_file()]
+        out = [(p, pretty(p.parent.name)) for p in sorted(photos.glob("*/1.jpg"))]
+        out.append((photos / "multiface.jpg", "A group photo (several faces)"))
+        out += [(p, f"{pretty(p.parent.name)} (a photo not in the gallery)") for p in self.example_probes(2)]
+        return [(p, label) for p, label in out if p.is_file()]
 
     def video_examples(self) -> list[tuple[Path, Path, str]]:
         """(video, query image, mode) for the bundled sample video: a frame of it at 2 s for frame
         mode and the largest face at 1 s for person mode, written once to cache_dir/examples."""
         if self._video_examples is not None:
             return self._video_examples
+        bundled = [(e["file"], e["query"], e["mode"]) for e in self.bundled_examples if e["kind"] == "video"]
+        if bundled:
+            self._video_examples = bundled
+            return bundled
         video = Path(self.config.data_dir) / "videos" / "arcade_faces.mp4"
         out: list[tuple[Path, Path, str]] = []
         if video.is_file():
@@ -574,6 +593,14 @@ class Service:
         except RvsError:
             pass
         log.info("warm-up took %.1f s", time.perf_counter() - t0)
+
+
+def artifact_folder(arts: Artifacts | None) -> Path | None:
+    """The published-gallery folder behind `arts` (it holds rvs.json), or None."""
+    if arts is None:
+        return None
+    folder = Path(arts.index_dir).parent
+    return folder if (folder / "rvs.json").is_file() else None
 
 
 def _save_atomic(img: Image.Image, path: Path) -> None:
