@@ -1,7 +1,6 @@
 """A Space from a fresh build: the app with only the repo, the Hub artifact and nothing else.
 
-Setup (what a Hugging Face Space has): a copy of the repo's tracked files (no ../shared, no
-caches), an empty HOME and HF_HOME, the TF-graph weights package hidden (a shadow package on
+Setup (what a Hugging Face Space has): the repo's committed tree (no ../shared, no caches), an empty HOME and HF_HOME, the TF-graph weights package hidden (a shadow package on
 PYTHONPATH without the graph), and a Hub (tests/hubserver.py on 127.0.0.1) holding an artifact
 pushed by rvs: a small LFW gallery (the 40 most-photographed people x 3 photos) with converted
 weights, calibration, face thumbnails and example inputs. The app is started as a Space starts
@@ -75,16 +74,13 @@ def build_artifact(work: Path) -> Path:
 
 
 def fresh_copy(work: Path) -> Path:
-    """The repo's tracked files only, as a Space's build checks them out."""
+    """The repo as a Space's build checks it out: the committed tree (git archive HEAD)."""
     dst = work / "space-repo"
     if dst.exists():
         shutil.rmtree(dst)
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
-    for f in filter(None, files):
-        s = ROOT / f
-        if s.is_file():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(s, dst / f)
+    dst.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dst)], input=archive, check=True)
     return dst
 
 
