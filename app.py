@@ -45,6 +45,19 @@ CSS = """
 .rvs-header h1 { margin-bottom: 0.2em; }
 .rvs-small, .rvs-small p { font-size: 0.86em; opacity: 0.85; }
 .rvs-status { min-height: 2.5em; }
+/* Result tiles: the caption (name · distance) sits under the face and wraps, never cut off; the
+   gallery grows with its results instead of scrolling inside a fixed box; 2 columns on a phone. */
+#rvs-results .grid-wrap, #rvs-frames .grid-wrap { overflow-y: visible !important; max-height: none !important; height: auto !important; }
+#rvs-results .thumbnail-item, #rvs-frames .thumbnail-item {
+  aspect-ratio: auto !important; height: auto !important; display: flex; flex-direction: column; overflow: visible !important; }
+#rvs-results .thumbnail-item > img, #rvs-frames .thumbnail-item > img { aspect-ratio: 1 / 1; height: auto !important; }
+#rvs-results .caption-label, #rvs-frames .caption-label {
+  position: static !important; max-width: 100% !important; white-space: normal !important; overflow: visible !important;
+  text-overflow: clip !important; overflow-wrap: anywhere; opacity: 1 !important; border: none !important; border-radius: 0 !important; }
+@media (max-width: 640px) {
+  #rvs-results .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
+  #rvs-frames .grid-container { grid-template-columns: repeat(1, minmax(0, 1fr)) !important; }
+}
 """
 
 
