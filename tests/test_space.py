@@ -84,7 +84,11 @@ def test_fresh_space_image_search(space, browser, width, height):
         page.locator("#rvs-results .caption-label").first.wait_for()
         texts = _captions_in_full(page)
         assert texts[0].startswith(name + " · ")
-        # Tiles are face thumbnails from the artifact, not name placeholders: real, loaded images.
+        # Tiles are face thumbnails from the artifact, not name placeholders: real, loaded images
+        # (scrolled into view first: the browser loads off-screen tiles lazily).
+        for img in page.locator("#rvs-results img").all():
+            img.scroll_into_view_if_needed()
+        page.wait_for_function("() => [...document.querySelectorAll('#rvs-results img')].every(i => i.complete)")
         sizes = page.evaluate("() => [...document.querySelectorAll('#rvs-results img')].map(i => [i.naturalWidth, i.complete])")
         assert sizes and all(w >= 64 and ok for w, ok in sizes)
         page.screenshot(path=str(ARTIFACTS / f"space_image_{width}.png"), full_page=True)
