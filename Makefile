@@ -44,9 +44,11 @@ bench: install
 	$(BIN)/python bench/video.py
 
 # Debian's Chromium for the browser test (root on CI and dev machines); never `playwright install`.
+# Without it the browser tests skip locally; under RVS_REQUIRE_DATA=1 (CI, .ci/run) this fails.
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-		|| echo "warning: chromium could not be installed; the browser test will be skipped"
+		|| { case "$$RVS_REQUIRE_DATA" in ""|0|false|no) echo "warning: chromium could not be installed; the browser test will be skipped";; \
+		     *) echo "error: chromium could not be installed and RVS_REQUIRE_DATA is set (CI runs the browser tests)" >&2; exit 1;; esac; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

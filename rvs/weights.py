@@ -57,6 +57,12 @@ VGGFACE2_SPEC = "vggface2"
 VGGFACE2_MODEL_ID = "facenet-vggface2-20180402-114759"
 VGGFACE2_URL = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt"
 VGGFACE2_CACHE_NAME = "vggface2-20180402-114759.safetensors"
+# The release file's size and sha256. facenet-pytorch publishes none; these are the values that
+# several independent public projects pin for this exact URL (checked with `sha256sum -c` in
+# their Dockerfiles and download scripts). The file could not be fetched here (no GitHub access),
+# so the download is refused unless it matches them, and the state dict is checked structurally too.
+VGGFACE2_SHA256 = "281cebca8662831adb987a874bdcb36e73f5b1c6dc5ee5878f305e985625d99b"
+VGGFACE2_BYTES = 111_898_327
 
 # Seconds to wait for a connection / between bytes of a download: a dead network must fail
 # quickly with a clear message instead of hanging the CLI or the app.
@@ -285,10 +291,16 @@ def ensure_vggface2_cache(config: Config, force: bool = False) -> Path:
     pt = path.with_suffix(".pt")
     download(VGGFACE2_URL, pt, what="vggface2 weights")
     try:
+        size, digest = pt.stat().st_size, sha256_file(pt)
+        if size != VGGFACE2_BYTES or digest != VGGFACE2_SHA256:
+            raise WeightsError(
+                f"{VGGFACE2_URL}: downloaded file is {size:,} bytes with sha256 {digest[:12]}..., the release is "
+                f"{VGGFACE2_BYTES:,} bytes with {VGGFACE2_SHA256[:12]}...; not using it"
+            )
         state = _read_torch_state_dict(pt)
         state = {k: v for k, v in state.items() if not k.startswith("logits.")}
         _check_against_model(state, VGGFACE2_URL)
-        _save_with_sidecar(state, path, {**expect, "source": VGGFACE2_URL, "source_sha256": sha256_file(pt)})
+        _save_with_sidecar(state, path, {**expect, "source": VGGFACE2_URL, "source_sha256": digest})
     finally:
         pt.unlink(missing_ok=True)
     return path

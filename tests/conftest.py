@@ -1,7 +1,13 @@
-"""Shared fixtures: real data from ../shared/data, one detector/embedder per test session."""
+"""Shared fixtures: real data from ../shared/data, one detector/embedder per test session.
+
+Tests that need the real data (or the browser) skip without it on a developer's machine. Under
+RVS_REQUIRE_DATA=1 (set by .ci/run) every skip is a failure instead: CI must not go green
+because ../shared/data or Chromium is missing and most of the suite silently did not run.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -28,6 +34,20 @@ def lfw_image(name: str, num: int) -> Path:
 
 
 requires_data = pytest.mark.skipif(not LFW.is_dir(), reason=f"real data not found at {DATA}")
+
+REQUIRE_ALL = os.environ.get("RVS_REQUIRE_DATA", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under RVS_REQUIRE_DATA=1 a skipped test (missing data, video, browser, playwright) fails.
+    Expected failures (xfail) stay what they are."""
+    outcome = yield
+    rep = outcome.get_result()
+    if REQUIRE_ALL and rep.skipped and not hasattr(rep, "wasxfail"):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) and len(rep.longrepr) == 3 else str(rep.longrepr)
+        rep.outcome = "failed"
+        rep.longrepr = f"{reason.removeprefix('Skipped: ')}: a skip is a failure under RVS_REQUIRE_DATA=1 (CI runs every test)"
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +111,41 @@ def index_copy(built_index, config, tmp_path) -> Path:
     dst = tmp_path / "ix"
     shutil.copytree(config.index_dir, dst)
     return dst
+
+
+class ConnectionCounter:
+    """A TCP endpoint on 127.0.0.1 that accepts connections, counts them and closes them at once:
+    an unreachable server (or proxy) whose connection attempts can be counted. `url` to point
+    clients at. Tests assert on attempts (no retry storm), not on wall-clock time."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.count = 0
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._lock = threading.Lock()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.count += 1
+            conn.close()
+
+    def close(self):
+        self._sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

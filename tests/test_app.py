@@ -103,6 +103,15 @@ def search(client, path, face="1 (largest)", k=10):
     return client.predict(handle_file(str(path)), face, k, api_name="/search_image")
 
 
+def served_image(value):
+    """A Gradio image output (download_files=False: a dict with the server's file path) as a PIL image."""
+    from PIL import Image
+
+    path = value.get("path") if isinstance(value, dict) else value
+    assert path and Path(path).is_file(), value
+    return Image.open(path)
+
+
 def png_header_only(path: Path, width: int, height: int) -> Path:
     """A PNG whose header claims width x height with (almost) no pixel data: how a decompression
     bomb looks to a reader that trusts the header."""
@@ -265,7 +274,9 @@ def test_image_search_names_the_person(client):
     assert gallery[0]["caption"].startswith("Colin Powell · ")
     assert float(gallery[0]["caption"].split("·")[1]) < 1.0
     assert data["results"][0]["matches"][0]["gallery_path"].startswith("Colin_Powell/")
-    assert annotated is not None
+    # The annotated query: the 250x250 probe enlarged to 512 px with its face boxed (not blank).
+    shown = served_image(annotated)
+    assert shown.size == (512, 512) and len(set(shown.convert("RGB").getdata())) > 1000
     assert face["value"] == "1 (largest)"
 
 
@@ -351,7 +362,7 @@ def test_video_search_finds_the_frame(client, service, tmp_path):
     assert abs(data["segments"][0]["best_time"] - 2.0) <= 0.08  # the still was taken at 2.00 s
     assert frames[0]["caption"].startswith("00:02.0")
     assert table["data"][0][3].startswith("00:02.0")
-    assert plot is not None and "matching segment" in summary
+    assert served_image(plot).size == (960, 300) and "matching segment" in summary
     # Derived features of an uploaded video are not kept.
     assert not any((Path(service.config.cache_dir) / "video").glob("*/frames-*"))
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ConnectionCounter
 from hubserver import FakeHub, hub_client_env
 
 from rvs.config import Config
@@ -35,6 +36,9 @@ from rvs.modelcard import parse_front_matter, render_model_card
 MODEL_ID = "test-facenet-fp16"
 TOKEN = "hf_test_write_token"
 REPO = "tester/faces"
+# Connections an unreachable Hub may see before rvs gives up (measured: 1); a retry loop or
+# one request per file would exceed it.
+MAX_ATTEMPTS = 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,12 +206,13 @@ def test_missing_repo_and_revision(pushed, env):
 
 
 def test_unreachable_hub_without_cache_fails_fast(monkeypatch, tmp_path):
-    dead = f"http://127.0.0.1:{free_port()}"
-    hub_client_env(monkeypatch, tmp_path, dead)
-    t0 = time.perf_counter()
-    with pytest.raises(RvsError, match=rf"cannot reach the Hugging Face Hub at {dead} to fetch {REPO}@main .*no complete copy is cached"):
-        resolve_artifacts(hub_config(tmp_path))
-    assert time.perf_counter() - t0 < 5
+    """A Hub that accepts and drops connections: a clear error after a bounded number of
+    attempts (counted, not timed: wall-clock limits flake on a shared 2-core machine)."""
+    with ConnectionCounter() as dead:
+        hub_client_env(monkeypatch, tmp_path, dead.url)
+        with pytest.raises(RvsError, match=rf"cannot reach the Hugging Face Hub at {dead.url} to fetch {REPO}@main .*no complete copy is cached"):
+            resolve_artifacts(hub_config(tmp_path))
+    assert 1 <= dead.count <= MAX_ATTEMPTS, dead.count
 
 
 def test_offline_uses_previous_pull(hub, pushed, env, monkeypatch):
@@ -231,11 +236,10 @@ def test_offline_uses_previous_pull(hub, pushed, env, monkeypatch):
     # Hub unreachable (not offline mode): the automatic fallback to the cache.
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    dead = f"http://127.0.0.1:{free_port()}"
-    monkeypatch.setenv("HF_ENDPOINT", dead)
-    t0 = time.perf_counter()
-    arts = resolve_artifacts(cfg)
-    assert time.perf_counter() - t0 < 5
+    with ConnectionCounter() as dead:
+        monkeypatch.setenv("HF_ENDPOINT", dead.url)
+        arts = resolve_artifacts(cfg)
+    assert 1 <= dead.count <= MAX_ATTEMPTS, dead.count
     assert arts.offline and arts.commit == first.commit and "offline" in arts.describe()
     assert FaceIndex.load(arts.index_dir, expect_model_id=MODEL_ID).n_identities == 7
 

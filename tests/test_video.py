@@ -108,18 +108,17 @@ def test_progress_reported(first_frame_search):
 
 
 def test_second_query_uses_cache(cfg, frame_query, first_frame_search, monkeypatch):
-    first, first_s, _ = first_frame_search
+    """Counted, not timed (bench/video.py times it): the second query decodes no frame."""
+    first, _, _ = first_frame_search
+    decodes: list = []
 
     def no_decoding(*a, **k):
+        decodes.append(a)
         raise AssertionError("the video was decoded again")
 
     monkeypatch.setattr(video_frames, "FrameStream", no_decoding)
-    t = time.perf_counter()
     second = search_video_frames(frame_query, VIDEO, cfg)
-    second_s = time.perf_counter() - t
-    assert second.cached and second.frames_decoded == 0
-    assert second.timings["features_s"] < 0.5
-    assert second_s < first_s
+    assert second.cached and second.frames_decoded == 0 and decodes == []
     assert [s.to_dict() for s in second.segments] == [s.to_dict() for s in first.segments]
 
 

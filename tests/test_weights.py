@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
+import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import ConnectionCounter
 
 from rvs import tfgraph, weights
 from rvs.config import Config
@@ -283,16 +284,17 @@ def test_local_refuses_bad_files(tmp_path):
 
 
 def test_vggface2_without_network_fails_fast(monkeypatch, tmp_path):
-    # A dead proxy makes the real URL unreachable here whatever the machine's network is.
-    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
-        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    # A proxy that drops every connection makes the real URL unreachable here whatever the
+    # machine's network is: one attempt, no retries (counted, not timed).
     for var in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(weights, "DOWNLOAD_TIMEOUT", 5.0)
-    t = time.monotonic()
-    with pytest.raises(WeightsError, match=r"cannot download vggface2 weights .*offline default 'casia-webface'"):
-        weights.load_weights("vggface2", Config(cache_dir=tmp_path))
-    assert time.monotonic() - t < 15
+    with ConnectionCounter() as proxy:
+        for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+            monkeypatch.setenv(var, proxy.url)
+        monkeypatch.setattr(weights, "DOWNLOAD_TIMEOUT", 5.0)
+        with pytest.raises(WeightsError, match=r"cannot download vggface2 weights .*offline default 'casia-webface'"):
+            weights.load_weights("vggface2", Config(cache_dir=tmp_path))
+    assert proxy.count == 1
     assert not list((tmp_path / "weights").glob("*")), "no partial download may be left behind"
 
 
@@ -313,6 +315,12 @@ def test_vggface2_download_path(casia, monkeypatch, tmp_path):
     try:
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
         monkeypatch.setattr(weights, "VGGFACE2_URL", f"http://127.0.0.1:{server.server_address[1]}/release.pt")
+        # The real release's digest is pinned: this stand-in is refused, and nothing is cached.
+        with pytest.raises(WeightsError, match=r"release\.pt: downloaded file is [\d,]+ bytes with sha256 .*the release is 111,898,327 bytes"):
+            weights.load_weights("vggface2", Config(cache_dir=tmp_path))
+        assert not list((tmp_path / "weights").glob("*"))
+        monkeypatch.setattr(weights, "VGGFACE2_SHA256", sha256_file(served / "release.pt"))
+        monkeypatch.setattr(weights, "VGGFACE2_BYTES", (served / "release.pt").stat().st_size)
         w = weights.load_weights("vggface2", Config(cache_dir=tmp_path))
     finally:
         server.shutdown()
@@ -352,10 +360,12 @@ def test_hf_offline_fails_fast(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hfc, "HF_HUB_OFFLINE", True)  # read at import time
     monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(tmp_path / "hf"))  # nothing cached
-    t = time.monotonic()
+    connects: list = []
+    real_connect = socket.socket.connect
+    monkeypatch.setattr(socket.socket, "connect", lambda self, addr: (connects.append(addr), real_connect(self, addr))[1])
     with pytest.raises(WeightsError, match=r"cannot fetch hf://someone/facenet@v1/model\.safetensors from the Hugging Face Hub"):
         weights.load_weights("hf://someone/facenet@v1/model.safetensors", Config(cache_dir=tmp_path))
-    assert time.monotonic() - t < 15
+    assert connects == [], "offline mode must not open a connection"
     with pytest.raises(WeightsError, match="expected hf://owner/repo"):
         weights.load_weights("hf://just-a-name", Config(cache_dir=tmp_path))
     with pytest.raises(WeightsError, match="only .safetensors"):
