@@ -145,14 +145,13 @@ def _moments_table(r, top: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from rvs.progress import progress_bar
     from rvs.video import search_video_faces, search_video_frames
 
     cfg = _config(args)
     search = search_video_frames if args.mode == "frame" else search_video_faces
-    # disable=None: no bar when stderr is not a terminal (pipes, CI), so errors stay one line.
-    with tqdm(total=100, unit="%", desc="video", disable=None, file=sys.stderr, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}") as bar:
+    # A bar on a terminal; one line per 10% / 30 s when stderr is a pipe or a log file.
+    with progress_bar(100, "video", file=sys.stderr, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}") as bar:
 
         def progress(frac: float, desc: str) -> None:
             bar.set_description_str(desc, refresh=False)
