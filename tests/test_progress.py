@@ -23,10 +23,14 @@ def test_line_progress_every_tenth():
 
 
 @requires_data
-def test_video_cli_logs_progress_lines_when_piped():
+def test_video_cli_logs_progress_lines_when_piped(tmp_path):
+    import os
+
+    # A fresh video cache, so the faces are really found (a cached run has nothing to report).
+    env = {**os.environ, "RVS_VIDEO_CACHE_DIR": str(tmp_path / "video-cache")}
     p = subprocess.run(
         [sys.executable, "-m", "rvs", "video", str(PHOTOS / "multiface.jpg"), str(VIDEO), "--mode", "face"],
-        capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT,
+        capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT, env=env,
     )
     assert p.returncode == 0, p.stderr[-500:]
     lines = [ln for ln in p.stderr.splitlines() if ln.startswith("[rvs] ")]
