@@ -21,6 +21,7 @@ import base64
 import html
 import logging
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -136,17 +137,17 @@ async def run_in_worker(budget: CpuBudget, fn: Callable[[], Any], job: Job | Non
 # The UI
 
 
-def header_markdown(service: Service) -> str:
-    lines = "\n".join(f"- {line}" for line in service.status_lines())
-    return f"""# rvs · reverse visual search
+HEADER = """# rvs · reverse visual search
 
 Upload a photo to find the most similar faces in a gallery of public figures, or a video and a
 picture to find **when** that picture or person appears in it. Faces are found with MTCNN, embedded
 with FaceNet (Inception-ResNet-v1, 512-d) and looked up in the gallery. A name is given only when the
 gallery's calibration is sure; anyone else is "not in this gallery", with look-alikes.
-
-{lines}
 """
+
+
+def header_markdown(service: Service) -> str:
+    return f"{HEADER}\n{service.status_markdown()}\n"
 
 
 PRIVACY = (
@@ -166,7 +167,14 @@ def build_demo(service: Service) -> gr.Blocks:
     video_examples = _video_examples(service)
 
     with gr.Blocks(title="rvs: reverse visual search", delete_cache=DELETE_CACHE, analytics_enabled=False) as demo:
-        gr.Markdown(header_markdown(service), elem_classes="rvs-header")
+        header = gr.Markdown(header_markdown(service), elem_classes="rvs-header")
+        # While the gallery is prepared in the background, the header follows it every 2 s.
+        timer = gr.Timer(2.0, active=service.loading)
+
+        def on_tick() -> tuple[Any, Any]:
+            return header_markdown(service), gr.Timer(active=service.loading)
+
+        timer.tick(on_tick, None, [header, timer], api_visibility="private", show_progress="hidden", queue=False)
         with gr.Tab("Image search"):
             with gr.Row():
                 with gr.Column(scale=4):
@@ -362,7 +370,18 @@ def main(argv: list[str] | None = None) -> None:
     swept = sweep_leftovers(cfg.cache_dir, get_upload_folder(), older_than_s=sum(DELETE_CACHE))
     if swept:
         log.info("removed %d leftovers of earlier runs (temporary caches, old uploads)", swept)
-    service = load_service(cfg, gallery=args.gallery)
+    # Listen at once: the page says what is being prepared while the gallery downloads, loads or
+    # builds in the background, and video frame search works meanwhile.
+    service = Service.preparing(cfg, args.gallery)
+
+    def prepare() -> None:
+        try:
+            service.adopt(load_service(cfg, gallery=args.gallery))
+        except Exception:  # never leave the page saying "preparing" forever
+            log.exception("the gallery could not be prepared")
+            service.problem, service.loading = "the gallery could not be prepared (see the server log)", False
+
+    threading.Thread(target=prepare, name="rvs-prepare", daemon=True).start()
     launch(build_demo(service), service, args.host, args.port)
 
 

@@ -323,8 +323,52 @@ class Service:
     # ---- image search ----
     def _require_engine(self):
         if self.engine is None:
+            if self.loading:
+                raise IndexError_("the gallery is still being prepared (see the top of the page); video frame search works already")
             raise IndexError_(self.problem or "no gallery is loaded")
         return self.engine
+
+    # ---- start-up in the background (the app listens at once) ----
+    loading: bool = False
+
+    @classmethod
+    def preparing(cls, config: Config, gallery: str | os.PathLike | None = None) -> Service:
+        """A Service that answers while the real one loads (`adopt` swaps it in). Its gallery's
+        artifacts are resolved now when that is quick (a preloaded or local Hub artifact: its
+        examples then show from the start); nothing heavy runs here."""
+        arts = None
+        if not gallery and not config.gallery and config.hub_repo.strip():
+            try:
+                arts = resolve_artifacts(config)
+            except RvsError:
+                arts = None  # load_service reports it
+        svc = cls(arts.apply(config) if arts is not None else config, None, arts, [], problem=None)
+        svc.loading = True
+        return svc
+
+    def adopt(self, other: Service) -> None:
+        """Take over a loaded Service's engine, gallery and messages (thread-safe enough: each
+        field is one assignment, and `loading` is cleared last)."""
+        self.config, self.engine, self.artifacts, self.index = other.config, other.engine, other.artifacts, other.index
+        self.notes, self.problem, self.source_folder = other.notes, other.problem, other.source_folder
+        self.artifact_folder, self.thumbnails = other.artifact_folder, other.thumbnails
+        if other.bundled_examples:
+            self.bundled_examples = other.bundled_examples
+        self.thumbnail.cache_clear()
+        self.loading = False
+
+    def status_markdown(self) -> str:
+        """The header's status lines: what the gallery is, or what is being prepared."""
+        if self.loading:
+            what = (
+                f"downloading and checking the gallery {self.config.hub_repo}"
+                if self.config.hub_repo.strip() and self.artifacts is None
+                else "loading the face models and the gallery"
+                if self.artifacts is not None
+                else "building a starter gallery from the LFW photos here (once; a few minutes on 2 cores)"
+            )
+            return f"- **Preparing the gallery**: {what}. Video frame search works already; image search starts when this line changes."
+        return "\n".join(f"- {line}" for line in self.status_lines())
 
     def preview(self, image: ImageLike, name: str | None = None) -> tuple[Image.Image, list[str]]:
         """Detect faces only: the query with faces boxed and numbered, and the picker's options."""
@@ -567,9 +611,12 @@ class Service:
                 _save_atomic(read_frame(video, 2.0), frame)
             out.append((video, frame, "frame"))
             face = d / "arcade_faces_face_1.00s.jpg"
-            if not face.is_file() and self.engine is not None:
+            if not face.is_file():
+                from rvs.detect import FaceDetector
+
                 img = read_frame(video, 1.0)
-                faces = self.engine.detector.detect_one(img)
+                detector = self.engine.detector if self.engine is not None else FaceDetector(self.config)
+                faces = detector.detect_one(img)
                 if faces:
                     _save_atomic(crop_box(img, faces[0].box, margin=0.6, size=256), face)
             if face.is_file():

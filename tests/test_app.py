@@ -413,3 +413,20 @@ def test_face_picker_values_and_drawing():
     assert out.getpixel((round(60 * 512 / 250), 300)) != (90, 90, 90)  # the box's left edge
     plot = similarity_plot([(0.0, 0.2), (0.5, math.nan), (1.0, 0.99), (1.5, 0.3)], [(0.9, 1.1)], [1.0], threshold=0.98, duration=2.0)
     assert plot.size == (960, 300) and plot.mode == "RGB"
+
+
+def test_app_answers_while_the_gallery_is_prepared(service):
+    """app.py listens at once: until the gallery is ready, image search says so in one line, the
+    header says what is being prepared, and the loaded Service is then swapped in."""
+    from rvs.errors import IndexError_
+    from rvs.service import Service
+
+    early = Service.preparing(service.config)
+    assert early.loading and "Preparing the gallery" in early.status_markdown()
+    with pytest.raises(IndexError_, match="still being prepared"):
+        early.search_image(lfw_image("Colin_Powell", 2))
+    early.adopt(service)
+    assert not early.loading and "Preparing" not in early.status_markdown()
+    ans = early.search_image(lfw_image("Colin_Powell", 2), k=3)
+    assert ans.data["results"][0]["identification"]["identity"] == "Colin_Powell"
+
