@@ -171,10 +171,6 @@ def build_demo(service: Service) -> gr.Blocks:
         # While the gallery is prepared in the background, the header follows it every 2 s.
         timer = gr.Timer(2.0, active=service.loading)
 
-        def on_tick() -> tuple[Any, Any]:
-            return header_markdown(service), gr.Timer(active=service.loading)
-
-        timer.tick(on_tick, None, [header, timer], api_visibility="private", show_progress="hidden", queue=False)
         with gr.Tab("Image search"):
             with gr.Row():
                 with gr.Column(scale=4):
@@ -187,7 +183,8 @@ def build_demo(service: Service) -> gr.Blocks:
                     )
                     with gr.Row():
                         face = gr.Dropdown(
-                            choices=face_choices(1),
+                            # All the values the API takes; after an upload the list is that photo's faces.
+                            choices=[*face_choices(20)],
                             value="1 (largest)",
                             label="Face to search",
                             info="numbers as drawn on the photo",
@@ -206,7 +203,9 @@ def build_demo(service: Service) -> gr.Blocks:
                         )
                 with gr.Column(scale=5):
                     faces_img = gr.Image(elem_id="rvs-faces", label="Faces found", interactive=False, height=320, format="jpeg")
-                    vote_md = gr.Markdown("Upload a photo and press **Search**.", elem_id="rvs-vote", elem_classes="rvs-status")
+                    vote_md = gr.Markdown(
+                        "Upload a photo and press **Search**.", label="answer", elem_id="rvs-vote", elem_classes="rvs-status"
+                    )
             results = gr.Gallery(
                 elem_id="rvs-results",
                 label="Nearest gallery faces: look-alikes unless named above (distance: lower = more alike)",
@@ -218,6 +217,8 @@ def build_demo(service: Service) -> gr.Blocks:
                 preview=False,
                 fit_columns=False,
             )
+            with gr.Row():
+                download = gr.DownloadButton("Download the results (CSV)", value=None, visible=False, size="sm")
             with gr.Accordion("Result as JSON", open=False):
                 result_json = gr.JSON(label="search result")
 
@@ -236,8 +237,10 @@ def build_demo(service: Service) -> gr.Blocks:
                             label="Examples: 4 s of people walking (click one, then Search)",
                         )
                 with gr.Column(scale=6):
-                    vsummary = gr.Markdown("Upload a video and a query picture.", elem_id="rvs-vsummary", elem_classes="rvs-status")
-                    plot = gr.Image(label="Similarity over time", show_label=False, interactive=False, format="png")
+                    vsummary = gr.Markdown(
+                        "Upload a video and a query picture.", label="video summary", elem_id="rvs-vsummary", elem_classes="rvs-status"
+                    )
+                    plot = gr.Image(label="similarity over time", show_label=False, interactive=False, format="png")
                     frames = gr.Gallery(
                         elem_id="rvs-frames",
                         label="Matching frames (best frame of each segment)",
@@ -254,6 +257,16 @@ def build_demo(service: Service) -> gr.Blocks:
             with gr.Accordion("Result as JSON", open=False):
                 vjson = gr.JSON(label="video result")
 
+        with gr.Accordion("About this gallery", open=False):
+            about = gr.Markdown(service.about_markdown(), label="about")
+            people = gr.Dataframe(
+                value=service.gallery_people(),
+                headers=["person", "photos"],
+                label="Who is in this gallery (search by name)",
+                interactive=False,
+                show_search="search",
+                max_height=360,
+            )
         gr.Markdown(PRIVACY, elem_classes="rvs-small")
 
         # ---- handlers ----
@@ -314,8 +327,24 @@ def build_demo(service: Service) -> gr.Blocks:
         # image searches; the CPU budget caps what computes at once at one thread per core.
         img = {"preprocess": False, "concurrency_id": "rvs-image", "concurrency_limit": 2}
         vid = {"preprocess": False, "concurrency_id": "rvs-video", "concurrency_limit": 1}
+        def on_tick() -> tuple[Any, ...]:
+            return header_markdown(service), gr.Timer(active=service.loading), service.about_markdown(), service.gallery_people()
+
+        timer.tick(on_tick, None, [header, timer, about, people], api_visibility="private", show_progress="hidden", queue=False)
+
+        def results_csv(data: Any) -> Any:
+            path = service.results_csv(data) if isinstance(data, dict) else None
+            return gr.DownloadButton(value=path, visible=path is not None)
+
+        def clear_answer() -> tuple[Any, ...]:
+            # A new photo: the old answer (or error) goes, so nothing on the page belongs to another photo.
+            return [], "Press **Search**.", None, gr.DownloadButton(value=None, visible=False)
+
+        query.change(clear_answer, None, [results, vote_md, result_json, download], api_visibility="private", queue=False)
         query.change(on_query_change, [query], [faces_img, face], api_name="detect_faces", show_progress="minimal", **img)
-        search_btn.click(on_search, [query, face, k], [faces_img, results, vote_md, result_json, face], api_name="search_image", **img)
+        search_btn.click(on_search, [query, face, k], [faces_img, results, vote_md, result_json, face], api_name="search_image", **img).then(
+            results_csv, [result_json], [download], api_visibility="private", queue=False
+        )
         vsearch_btn.click(on_video, [video, vquery, mode], [frames, plot, segments, vsummary, vjson], api_name="search_video", **vid)
     return demo
 
@@ -363,6 +392,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--gallery", help="photo folder for a starter gallery (folder per person, like LFW); default RVS_GALLERY")
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="0.0.0.0 to listen on all interfaces")
+    p.add_argument("--share", action="store_true", help="also serve on a temporary public gradio.live link (Gradio's share tunnel)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request otherwise
@@ -382,7 +412,7 @@ def main(argv: list[str] | None = None) -> None:
             service.problem, service.loading = "the gallery could not be prepared (see the server log)", False
 
     threading.Thread(target=prepare, name="rvs-prepare", daemon=True).start()
-    launch(build_demo(service), service, args.host, args.port)
+    launch(build_demo(service), service, args.host, args.port, share=args.share)
 
 
 if __name__ == "__main__":

@@ -357,6 +357,57 @@ class Service:
         self.thumbnail.cache_clear()
         self.loading = False
 
+    def gallery_people(self) -> list[list[Any]]:
+        """[name, photos] of everyone in the gallery, by name (the page's searchable list)."""
+        if self.index is None:
+            return []
+        from collections import Counter
+
+        return [[pretty_name(n), c] for n, c in sorted(Counter(self.index.meta["identity"]).items())]
+
+    def about_markdown(self) -> str:
+        """The gallery's provenance for the "About this gallery" section: where it came from, the
+        model, and how names are decided."""
+        if self.loading or self.index is None:
+            return "The gallery is not loaded yet." if self.loading else (self.problem or "No gallery is loaded.")
+        lines = [f"- **Gallery**: {len(self.index):,} faces of {self.index.n_identities:,} people"]
+        if self.artifacts is not None:
+            lines.append(f"- **From**: {self.artifacts.origin}")
+        lines.append(f"- **Model**: `{self.index.model_id}`")
+        info = self.index.extra.get("open_set")
+        if isinstance(info, dict) and "threshold" in info:
+            st = info.get("stats", {})
+            lines.append(
+                f"- **Names**: given when the probability of being right exceeds {format_probability(info['threshold'])}; "
+                f"calibrated on this gallery for at most {info['target_fpir']:.0%} of people not in it getting a name "
+                f"({st.get('fpir_calibration', 0):.2%} on its calibration strangers)"
+            )
+        else:
+            lines.append("- **Names**: this gallery has no open-set calibration, so no one is named")
+        return "\n".join(lines)
+
+    def results_csv(self, data: dict) -> str | None:
+        """The search result (API dict) as a CSV file, one row per result tile; its path."""
+        import csv
+
+        rows = []
+        for r in data.get("results") or []:
+            ident = r.get("identification") or {}
+            for m in r.get("matches") or []:
+                rows.append(
+                    [r.get("face"), ident.get("identity") or "", ident.get("probability"), m.get("rank"), m.get("identity"),
+                     m.get("distance"), m.get("gallery_path")]
+                )
+        if not rows:
+            return None
+        d = Path(tempfile.mkdtemp(prefix="rvs-results-"))
+        path = d / "rvs-results.csv"
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["face", "named", "probability", "rank", "gallery_identity", "distance", "gallery_photo"])
+            w.writerows(rows)
+        return str(path)
+
     def status_markdown(self) -> str:
         """The header's status lines: what the gallery is, or what is being prepared."""
         if self.loading:
@@ -368,6 +419,9 @@ class Service:
                 else "building a starter gallery from the LFW photos here (once; a few minutes on 2 cores)"
             )
             return f"- **Preparing the gallery**: {what}. Video frame search works already; image search starts when this line changes."
+        if self.index is not None:
+            short = f"- Gallery: {len(self.index):,} faces of {self.index.n_identities:,} people · model {self.index.model_id.split('+')[0]}"
+            return "\n".join([short, *(f"- {n}" for n in self.notes)]) + "\n- Details and the list of people: *About this gallery*, below."
         return "\n".join(f"- {line}" for line in self.status_lines())
 
     def preview(self, image: ImageLike, name: str | None = None) -> tuple[Image.Image, list[str]]:
