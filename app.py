@@ -36,7 +36,7 @@ from rvs.serving import CpuBudget, Job, JobCancelled, UploadGuard, safe_name, sw
 
 log = logging.getLogger("rvs.app")
 
-FRAME_MODE = "Frame similarity (ORB + pHash + histogram)"
+FRAME_MODE = "Frame (find the moment this picture was taken from)"
 FACE_MODE = "Person (face)"
 # Gradio's temporary copies of uploads and results: swept every 5 min, removed once older than 10
 # (so gone within 15).
@@ -252,7 +252,7 @@ def build_demo(service: Service) -> gr.Blocks:
                         fit_columns=False,
                     )
                     segments = gr.Dataframe(
-                        headers=["#", "start", "end", "best frame", "score", "samples"], label="Segments", interactive=False
+                        headers=["#", "time", "reading", "score", "segment"], label="Moments and segments", interactive=False
                     )
             with gr.Accordion("Result as JSON", open=False):
                 vjson = gr.JSON(label="video result")

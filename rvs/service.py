@@ -565,6 +565,8 @@ class Service:
             )
 
     def _video_answer(self, res: Any, path: Path, read_frames: Callable) -> VideoAnswer:
+        if res.mode == "frame" and getattr(res, "fusion", None) == "moments":
+            return self._moments_answer(res, path, read_frames)
         face = res.mode == "face"
         segs = list(res.segments)
         shown = segs[:MAX_VIDEO_FRAMES_SHOWN]
@@ -616,6 +618,34 @@ class Service:
             + (" (features cached)" if res.cached else "")
         )
         return VideoAnswer(frames, plot, rows, summary, res.to_dict(curve=False, hits=False))
+
+    def _moments_answer(self, res: Any, path: Path, read_frames: Callable) -> VideoAnswer:
+        """Frame search answered with moments: the best frames with their reading ("same frame",
+        "same shot", "similar scene"), one table row each, segments only around same-frame peaks."""
+        moments = list(res.moments)[:MAX_VIDEO_FRAMES_SHOWN]
+        times = [m.time for m in moments]
+        frames = [(fit(img, 720)[0], m.caption()) for m, img in zip(moments, read_frames(path, times) if times else [])]
+        thr = res.threshold if res.threshold == res.threshold else None  # NaN: nothing matched
+        plot = similarity_plot(
+            res.curve,
+            [(s.start, s.end) for s in res.segments],
+            times,
+            threshold=thr,
+            duration=res.duration,
+            ylabel="score",
+            title="Frame: keypoints matching the query in one consistent layout, per frame; moments marked",
+        )
+        rows = [
+            [i + 1, format_time(m.time), m.reading, round(float(m.score), 3), f"{format_time(m.start)}-{format_time(m.end)}" if m.reading == "same frame" else ""]
+            for i, m in enumerate(res.moments)
+        ]
+        t = res.timings
+        summary = (
+            f"**{res.describe()}** · {res.n_samples} frames compared ({res.duration:.1f} s, {res.width}x{res.height} video) · "
+            f"{t.get('total_s', 0):.1f} s" + (" (features cached)" if res.cached else "")
+        )
+        headers = ["#", "time", "reading", "score", "segment"]
+        return VideoAnswer(frames, plot, rows, summary, res.to_dict(curve=False, hits=False), headers)
 
     # ---- examples ----
     def example_probes(self, n: int = 2) -> list[Path]:

@@ -356,20 +356,21 @@ def test_video_search_finds_the_frame(client, service, tmp_path):
 
     examples = {mode: q for _, q, mode in service.video_examples()}
     frames, plot, table, summary, data = client.predict(
-        handle_file(str(VIDEO)), handle_file(str(examples["frame"])), "Frame similarity (ORB + pHash + histogram)", api_name="/search_video"
+        handle_file(str(VIDEO)), handle_file(str(examples["frame"])), "frame", api_name="/search_video"
     )
-    assert data["segments"], summary
-    assert abs(data["segments"][0]["best_time"] - 2.0) <= 0.08  # the still was taken at 2.00 s
-    assert frames[0]["caption"].startswith("00:02.0")
-    assert table["data"][0][3].startswith("00:02.0")
-    assert served_image(plot).size == (960, 300) and "matching segment" in summary
+    # The still was taken at 2.00 s: the best moment is that frame, read as the same frame.
+    assert data["moments"] and abs(data["moments"][0]["time"] - 2.0) <= 0.08, summary
+    assert data["moments"][0]["reading"] == "same frame"
+    assert frames[0]["caption"].startswith("0:02.0") and "same frame" in frames[0]["caption"]
+    assert table["data"][0][1].startswith("00:02.0") and table["data"][0][2] == "same frame"
+    assert served_image(plot).size == (960, 300) and "Best moment 0:02.0" in summary
     # Derived features of an uploaded video are not kept.
     assert not any((Path(service.config.cache_dir) / "video").glob("*/frames-*"))
 
     fake = tmp_path / "clip.mp4"
     fake.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
     with pytest.raises(AppError, match=r"clip\.mp4: .*(cannot be opened|cannot be decoded|no frame)"):
-        client.predict(handle_file(str(fake)), handle_file(str(examples["frame"])), "Frame similarity (ORB + pHash + histogram)", api_name="/search_video")
+        client.predict(handle_file(str(fake)), handle_file(str(examples["frame"])), "frame", api_name="/search_video")
 
 
 # ---------------------------------------------------------------------------------------------
