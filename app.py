@@ -243,7 +243,7 @@ def build_demo(service: Service) -> gr.Blocks:
                     plot = gr.Image(label="similarity over time", show_label=False, interactive=False, format="png")
                     frames = gr.Gallery(
                         elem_id="rvs-frames",
-                        label="Matching frames (best frame of each segment)",
+                        label="Where it appears",
                         columns=3,
                         height="auto",
                         object_fit="contain",
