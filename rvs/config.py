@@ -8,6 +8,7 @@ Environment variables `RVS_*` override the defaults (see `Config.from_env`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,11 +64,29 @@ class Config:
     # record it in their model id, so one built otherwise is refused rather than mixed.
     center_embeddings: bool = True
 
+    # --- gallery search backend (rvs/backends.py; recorded in the index manifest) ---
+    # "auto": exact numpy search up to exact_max faces, Annoy above; "exact" | "annoy" | "milvus".
+    search_backend: str = "auto"
+    # Where approximate search starts to pay (bench/results/scale.json): exact is 0.2 ms/query at
+    # LFW's 13k and grows with the gallery; Annoy at the settings below stays ~constant.
+    exact_max: int = 200_000
+    # Milvus (pymilvus): "" = embedded Milvus Lite, a local store in the index folder (milvus.db);
+    # "http://host:19530" = a Milvus server or cluster (token from RVS_MILVUS_TOKEN), same code.
+    milvus_uri: str = ""
+    # Milvus index. Milvus Lite offers FLAT and IVF_FLAT only, and its IVF_FLAT ignored nprobe and
+    # nlist (recall@10 0.71 at 100k whatever they were; bench/results/scale.json), so the default is
+    # FLAT (exact, inside Milvus). A Milvus server takes HNSW etc.: set these with milvus_uri.
+    milvus_index: str = "FLAT"
+    milvus_index_params: dict = field(default_factory=dict)
+    milvus_search_params: dict = field(default_factory=dict)
+
     # --- index (Annoy) ---
-    n_trees: int = 50
-    # recall@10 vs exact on full LFW (bench/retrieval.py): 0.993 at 10k, 0.9986 at 25k, 1.0 from 100k
-    # (6.8 ms/query at 150k).
-    search_k: int = 150_000
+    # Annoy is the backend above exact_max faces, so its settings are chosen on the 100k and 1M
+    # galleries of bench/scale.py (sweep in bench/results/scale.json): 100 trees and search_k 40k
+    # keep recall@10 vs exact >= 0.95 at 1M at a tenth of exact's time or less. (The old 50 / 150k
+    # was chosen on LFW's 13k, where it meant scanning everything: 6.7 ms vs exact's 0.2.)
+    n_trees: int = 100
+    search_k: int = 40_000
 
     # --- search ---
     k: int = 20
@@ -189,6 +208,8 @@ class Config:
     def __post_init__(self) -> None:
         if self.margin_units not in ("crop", "image"):
             raise ValueError(f"margin_units must be 'crop' or 'image', not {self.margin_units!r}")
+        if self.search_backend not in ("auto", "exact", "annoy", "milvus"):
+            raise ValueError(f"search_backend must be auto, exact, annoy or milvus, not {self.search_backend!r}")
 
     @classmethod
     def from_env(cls, **overrides) -> Config:
@@ -207,6 +228,8 @@ class Config:
                 val = float(env)
             elif isinstance(cur, Path):
                 val = Path(env)
+            elif isinstance(cur, dict):
+                val = json.loads(env)
             elif isinstance(cur, tuple):
                 val = tuple(float(x) for x in env.split(","))
             else:

@@ -6,6 +6,7 @@ Batched end to end (images are detected `detect_batch_size` at a time and crops 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -18,10 +19,11 @@ from tqdm import tqdm
 from rvs.config import Config
 from rvs.detect import DETECTOR_ID, Face, FaceDetector, select_main_face
 from rvs.embed import Embedder
-from rvs.errors import BadInputError, RvsError
+from rvs.errors import BadInputError, IndexError_, RvsError
+from rvs.fileio import sha256_file
 from rvs.identify import OpenSetModel, Reference, calibrate
 from rvs.imageio import load_image
-from rvs.index import FaceIndex
+from rvs.index import META_FIELDS, FaceIndex
 from rvs.lfw import list_images
 from rvs.recipe import recipe_of
 
@@ -78,8 +80,121 @@ def align_main_faces(paths: Sequence[Path], config: Config, detector: FaceDetect
     return out
 
 
+@dataclass
+class Photo:
+    """One photo to index: `key` (its path relative to the gallery folder, or its URI), the
+    identity it shows, and `src` (a local path, or a URI read with `read_uri`)."""
+
+    key: str
+    identity: str
+    src: str | Path
+
+
+@dataclass
+class PhotoFaces:
+    """What the embedding stage returns for one photo: its faces (boxes, probs, unit embeddings;
+    none when no face was found) or an error (unreadable). Same from the local and the Ray path."""
+
+    key: str
+    boxes: np.ndarray
+    probs: np.ndarray
+    embeddings: np.ndarray
+    error: str | None = None
+
+
+def folder_photos(folder: Path) -> list[Photo]:
+    """Every image under `folder`: folder-per-person (identity = sub-folder) or flat (= file name)."""
+    return [Photo(str(p.relative_to(folder)), ident, p) for ident, p in list_images(folder)]
+
+
+def uri_photos(list_file: str | Path) -> list[Photo]:
+    """Photos from a list file: one URI per line (a path, file://, or anything pyarrow.fs reads:
+    s3://, gs://, hdfs://...), or "IDENTITY<TAB>URI"; identity defaults to the URI's parent folder."""
+    out = []
+    for line in Path(list_file).read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        ident, _, uri = line.rpartition("\t")
+        parts = uri.rstrip("/").split("/")
+        ident = ident or (parts[-2] if len(parts) > 1 else Path(uri).stem)
+        out.append(Photo(uri, ident, uri))
+    if not out:
+        raise RvsError(f"{list_file}: no URIs listed")
+    return out
+
+
+def read_uri(src: str | Path) -> bytes:
+    """The bytes of a photo: a local path, file://..., or a URI pyarrow.fs can open."""
+    s = str(src)
+    if "://" not in s or s.startswith("file://"):
+        p = Path(s.removeprefix("file://"))
+        try:
+            return p.read_bytes()
+        except OSError as e:
+            raise BadInputError(f"{s}: cannot read ({e.strerror or e})") from None
+    try:
+        from pyarrow import fs
+
+        filesystem, path = fs.FileSystem.from_uri(s)
+        with filesystem.open_input_stream(path) as f:
+            return f.read()
+    except Exception as e:  # noqa: BLE001 - any failure to fetch is one skipped photo
+        raise BadInputError(f"{s}: cannot read ({e})") from None
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def detect_embed(
+    photos: Sequence[Photo],
+    config: Config,
+    detector: FaceDetector,
+    embedder: Embedder,
+    all_faces: bool = False,
+    progress: bool = True,
+    datas: Sequence[bytes] | None = None,
+) -> tuple[list[PhotoFaces], float, float]:
+    """The embedding stage, in this process: detect (batched), keep the main face or all faces,
+    embed (batched). Returns per-photo results in order, and detect / embed seconds."""
+    t0 = time.perf_counter()
+    srcs = list(datas) if datas is not None else [read_uri(p.src) if "://" in str(p.src) else Path(p.src) for p in photos]
+    crops, owner, boxes, probs = [], [], [], []
+    errors: dict[int, str] = {}
+    for i, size, faces, err in iter_faces(srcs, config, detector, progress, desc="detect"):
+        if err:
+            errors[i] = err
+            continue
+        if not faces:
+            continue
+        chosen = faces if all_faces else [faces[select_main_face(faces, size)]]
+        for f in chosen:
+            crops.append(f.crop)
+            owner.append(i)
+            boxes.append([round(float(v), 1) for v in f.box])
+            probs.append(round(float(f.prob), 4))
+    t_detect = time.perf_counter() - t0
+    emb = _embed_with_progress(embedder, crops, progress)
+    t_embed = time.perf_counter() - t0 - t_detect
+    owner_a = np.array(owner, np.int64)
+    out = []
+    for i, p in enumerate(photos):
+        sel = np.flatnonzero(owner_a == i)
+        out.append(
+            PhotoFaces(
+                p.key,
+                np.array([boxes[j] for j in sel], np.float32).reshape(-1, 4),
+                np.array([probs[j] for j in sel], np.float32),
+                emb[sel] if len(sel) else np.zeros((0, emb.shape[1] if emb.ndim == 2 else 512), np.float32),
+                errors.get(i),
+            )
+        )
+    return out, t_detect, t_embed
+
+
 def build_index(
-    folder: str | Path,
+    folder: str | Path | None,
     out_dir: str | Path | None,
     config: Config,
     all_faces: bool = False,
@@ -87,60 +202,145 @@ def build_index(
     detector: FaceDetector | None = None,
     progress: bool = True,
     limit: int | None = None,
+    update: bool = False,
+    uris: str | Path | None = None,
+    ray: str | None = None,
+    update_from: str | Path | None = None,
 ) -> tuple[FaceIndex, dict]:
-    """Index every image under `folder` (folder-per-person like LFW, or flat).
+    """Index every image under `folder` (folder-per-person like LFW, or flat), or the photos
+    listed in the file `uris`.
 
     all_faces=False keeps the main face of each image (the labelled person in LFW-style
-    galleries); True indexes every face. Returns the index and a summary dict.
+    galleries); True indexes every face. update=True starts from the index at `out_dir`: photos
+    whose bytes it already holds (same sha256, same model and crop recipe) keep their faces,
+    only new or changed photos are detected and embedded, deleted ones are dropped (and people
+    or photos removed with `python -m rvs gallery remove` stay out); the search backend follows
+    (Milvus: insert/delete; Annoy: rebuilt from the stored embeddings) and the open-set
+    calibration is refitted (update_from: start from that index folder instead of out_dir). ray: run the embedding stage on Ray Data ("" = a local Ray, else
+    the cluster address). Returns the index and a summary dict.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise RvsError(f"{folder}: not a folder")
-    items = list_images(folder)
+    if uris is not None:
+        photos = uri_photos(uris)
+        source = str(Path(uris).resolve())
+    else:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise RvsError(f"{folder}: not a folder")
+        photos = folder_photos(folder)
+        source = str(folder.resolve())
     if limit:
-        items = items[:limit]
-    if not items:
+        photos = photos[:limit]
+    if not photos:
         raise RvsError(f"{folder}: no images found")
     t0 = time.perf_counter()
     detector = detector or FaceDetector(config)
     embedder = embedder or Embedder(config)
-    paths = [p for _, p in items]
-    crops, meta = [], {"identity": [], "path": [], "box": [], "prob": []}
+    recipe = recipe_of(detector, embedder)
+    old = _reusable_index(update_from or out_dir, embedder.model_id, recipe, all_faces) if update else None
+    if old is not None and config.search_backend != "auto":
+        old.configure(config)  # an explicit backend setting wins over the one the index recorded
+    excluded = _excluded(old)
+    photos = [p for p in photos if p.identity not in excluded["people"] and p.key not in excluded["photos"]]
+
+    # Which photos are new or changed: by the sha256 of their bytes.
+    datas: dict[str, bytes] = {}
+    hashes = {}
+    for p in photos:
+        if "://" in str(p.src):
+            datas[p.key] = read_uri_or_none(p.src)
+            hashes[p.key] = content_hash(datas[p.key]) if datas[p.key] is not None else ""
+        else:
+            try:
+                hashes[p.key] = sha256_file(p.src)
+            except OSError:
+                hashes[p.key] = ""  # unreadable: tried (and reported) by the embedding stage
+    t_hash = time.perf_counter() - t0
+    index = old
+    if index is None:
+        index = FaceIndex(np.zeros((0, 512), np.float32), {k: [] for k in META_FIELDS}, embedder.model_id, config.n_trees, config.search_k).configure(config)
+    old_sources = dict(index.sources)
+    by_hash: dict[str, str] = {}
+    for key, h in old_sources.items():
+        by_hash.setdefault(h, key)
+    rows_of: dict[str, list[int]] = {}
+    for r, path in enumerate(index.meta["path"]):
+        rows_of.setdefault(path, []).append(r)
+    keep, moved, todo = set(), [], []
+    for p in photos:
+        h = hashes[p.key]
+        if h and old_sources.get(p.key) == h and all(index.meta["identity"][r] == p.identity for r in rows_of.get(p.key, [])):
+            keep.add(p.key)
+        elif h and h in by_hash:
+            moved.append((p, by_hash[h]))  # same bytes under another name: its faces are reused
+        else:
+            todo.append(p)
+    drop = [r for r, path in enumerate(index.meta["path"]) if path not in keep]
+    reuse_emb, reuse_meta = [], {k: [] for k in META_FIELDS}
+    for p, was in moved:
+        for r in rows_of.get(was, []):
+            reuse_emb.append(index.embeddings[r])
+            reuse_meta["identity"].append(p.identity)
+            reuse_meta["path"].append(p.key)
+            reuse_meta["box"].append(index.meta["box"][r])
+            reuse_meta["prob"].append(index.meta["prob"][r])
+
+    # Embed only what is new or changed.
+    if ray is not None:
+        from rvs.distributed import ray_detect_embed
+
+        results, t_detect, t_embed = ray_detect_embed(todo, config, ray, all_faces=all_faces, progress=progress)
+    else:
+        results, t_detect, t_embed = detect_embed(
+            todo, config, detector, embedder, all_faces, progress, datas=[datas.get(p.key) or _src(p) for p in todo] if datas else None
+        )
+    new_emb, new_meta = [], {k: [] for k in META_FIELDS}
     no_face, failures = [], []
-    for i, size, faces, err in iter_faces(paths, config, detector, progress, desc="index"):
-        if err:
-            failures.append(err)
+    sources = {p.key: hashes[p.key] for p in photos if p.key in keep}
+    sources.update({p.key: hashes[p.key] for p, _ in moved})
+    ident_of = {p.key: p.identity for p in todo}
+    for res in results:
+        if res.error:
+            failures.append(res.error)
             continue
-        if not faces:
-            no_face.append(str(paths[i]))
+        if hashes.get(res.key):
+            sources[res.key] = hashes[res.key]
+        if not len(res.embeddings):
+            no_face.append(res.key)
             continue
-        chosen = faces if all_faces else [faces[select_main_face(faces, size)]]
-        for f in chosen:
-            crops.append(f.crop)
-            meta["identity"].append(items[i][0])
-            meta["path"].append(str(paths[i].relative_to(folder)))
-            meta["box"].append([round(float(v), 1) for v in f.box])
-            meta["prob"].append(round(float(f.prob), 4))
-    t_detect = time.perf_counter() - t0
-    emb = _embed_with_progress(embedder, crops, progress)
-    t_embed = time.perf_counter() - t0 - t_detect
-    index = FaceIndex(emb, meta, embedder.model_id, config.n_trees, config.search_k)
-    index.extra["source_folder"] = str(folder.resolve())
+        for e, b, pr in zip(res.embeddings, res.boxes, res.probs):
+            new_emb.append(e)
+            new_meta["identity"].append(ident_of[res.key])
+            new_meta["path"].append(res.key)
+            new_meta["box"].append([round(float(v), 1) for v in b])
+            new_meta["prob"].append(round(float(pr), 4))
+    index.remove(drop)
+    if reuse_emb:
+        index.add(np.stack(reuse_emb), reuse_meta)
+    if new_emb:
+        index.add(np.stack(new_emb), new_meta)
+    index.sources = sources
+    index.extra["source_folder"] = source
     index.extra["detector"] = DETECTOR_ID
     # The crops were cut with the detector's settings, which may not be `config`'s.
     dc = getattr(detector, "config", config)
     index.extra["crop"] = {"size": dc.face_size, "margin": dc.margin, "margin_units": dc.margin_units}
     # What every query must match to be compared with these faces (rvs.recipe; SearchEngine checks it).
-    index.extra["recipe"] = recipe_of(detector, embedder)
-    index.build_annoy()
+    index.extra["recipe"] = recipe
+    index.extra["all_faces"] = bool(all_faces)
+    if not len(index):
+        raise RvsError(f"{source}: no face found in any photo")
+    t1 = time.perf_counter()
     calibration = calibrate_index(index, config)
+    t_cal = time.perf_counter() - t1
+    t1 = time.perf_counter()
     if out_dir is not None:
         index.save(out_dir)
+    t_save = time.perf_counter() - t1
     summary = {
-        "images": len(items),
-        "faces_indexed": len(emb),
+        "images": len(photos),
+        "faces_indexed": len(index),
         "identities": index.n_identities,
-        "images_without_face": len(no_face),
+        "images_without_face": len(set(sources) - set(index.meta["path"])),
         "failures": len(failures),
         "failure_messages": failures[:20],
         "no_face_examples": no_face[:20],
@@ -148,10 +348,92 @@ def build_index(
         "detect_seconds": round(t_detect, 2),
         "embed_seconds": round(t_embed, 2),
         "model_id": embedder.model_id,
+        "backend": index.backend_name,
         "open_set": calibration,
         "out": str(out_dir) if out_dir else None,
     }
+    if update:
+        summary["update"] = {
+            "from_existing_index": old is not None,
+            "embedded_images": len(todo),
+            "kept_images": len(keep),
+            "moved_images": len(moved),
+            "dropped_faces": len(drop),
+            "added_faces": len(new_emb) + len(reuse_emb),
+            "hash_seconds": round(t_hash, 2),
+            "calibrate_seconds": round(t_cal, 2),
+            "save_seconds": round(t_save, 2),
+        }
     return index, summary
+
+
+def _src(p: Photo):
+    return Path(p.src)
+
+
+def read_uri_or_none(src) -> bytes | None:
+    try:
+        return read_uri(src)
+    except BadInputError:
+        return None
+
+
+def _reusable_index(out_dir, model_id: str, recipe: dict, all_faces: bool) -> FaceIndex | None:
+    """The index at out_dir when its faces can be reused for an update (same model, crop recipe
+    and face selection), else None (a full build; logged)."""
+    if out_dir is None or not Path(out_dir).exists():
+        return None
+    try:
+        old = FaceIndex.load(out_dir)
+    except IndexError_ as e:
+        log.warning("cannot update %s (%s): building it anew", out_dir, e)
+        return None
+    why = None
+    if old.model_id != model_id:
+        why = f"it was built with {old.model_id}"
+    elif old.extra.get("recipe") not in (None, recipe):
+        why = "it was built with another crop/embedding recipe"
+    elif bool(old.extra.get("all_faces", False)) != bool(all_faces):
+        why = "it was built with another --all-faces setting"
+    elif not old.sources:
+        why = "it records no photo hashes (built before incremental updates)"
+    if why:
+        log.warning("cannot update %s incrementally (%s): embedding every photo", out_dir, why)
+        return None
+    return old
+
+
+def _excluded(index: FaceIndex | None) -> dict[str, set]:
+    ex = (index.extra.get("excluded") if index is not None else None) or {}
+    return {"people": set(ex.get("people", [])), "photos": set(ex.get("photos", []))}
+
+
+def remove_from_gallery(index: FaceIndex, name: str, config: Config) -> dict:
+    """Remove a person (identity) or one photo (its path in the index) from a gallery, keep it
+    out of later `--update`s, and refit the open-set calibration. Returns what went."""
+    ids, paths = index.meta["identity"], index.meta["path"]
+    if name in set(ids):
+        kind, rows = "people", [r for r, v in enumerate(ids) if v == name]
+    elif name in set(paths) or name in index.sources:
+        kind, rows = "photos", [r for r, v in enumerate(paths) if v == name]
+    else:
+        raise RvsError(f"{name!r} is neither a person nor a photo of this gallery (see `python -m rvs gallery list`)")
+    index.remove(rows)
+    gone_photos = {name} if kind == "photos" else {p for p, i in zip(paths, ids) if i == name}
+    index.sources = {k: v for k, v in index.sources.items() if k not in gone_photos and not (kind == "people" and _identity_of_key(k) == name)}
+    ex = index.extra.setdefault("excluded", {"people": [], "photos": []})
+    ex.setdefault(kind, [])
+    if name not in ex[kind]:
+        ex[kind].append(name)
+    if not len(index):
+        raise RvsError(f"removing {name!r} would leave the gallery empty")
+    calibrate_index(index, config)
+    return {"removed": name, "kind": "person" if kind == "people" else "photo", "faces_removed": len(rows), "faces_left": len(index), "identities_left": index.n_identities}
+
+
+def _identity_of_key(key: str) -> str:
+    parts = Path(key).parts
+    return parts[0] if len(parts) > 1 else Path(key).stem
 
 
 def ensure_calibrated(index: FaceIndex, config: Config, save_to: str | Path | None = None, trust: bool = True) -> bool:

@@ -11,9 +11,16 @@ metric is exactly that. The folder is written to a temporary sibling and swapped
 manifest is checked at load, so a crash or a partial copy never yields a silently wrong index.
 
 A loaded `index.ann` is never handed to Annoy's native loader: a file with flipped bytes and a
-recomputed checksum (a broken or hostile publisher) crashed the process there. Search is exact
-(numpy) below `EXACT_MAX` items, faster than Annoy at such sizes; above it the Annoy forest is
-rebuilt in memory from the verified embeddings (finite unit vectors, right shape, no pickle).
+recomputed checksum (a broken or hostile publisher) crashed the process there. Search goes
+through one of the backends of `rvs.backends` (exact numpy, Annoy, Milvus), the setting recorded
+in the manifest (`search_backend`): "auto" is exact up to `exact_max` items, faster than Annoy at
+such sizes, and above it an Annoy forest rebuilt in memory from the verified embeddings (finite
+unit vectors, right shape, no pickle). A Milvus store is one this machine created: its local
+record (`milvus.json`, not in the manifest, never published) must name these very embeddings,
+else the collection is rebuilt from them.
+
+Galleries grow and shrink in place: `add` appends faces, `remove` drops rows; each backend
+updates itself (Milvus: insert/delete; Annoy: rebuilt from the embeddings on next search).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -29,13 +37,23 @@ from pathlib import Path
 
 import numpy as np
 
+from rvs import backends as B
 from rvs.errors import IndexError_
 from rvs.fileio import sha256_file, write_json_atomic
 
 FORMAT = "rvs-face-index"
 VERSION = 1
-# Exact search up to this many gallery faces (0.2 ms/query on LFW's 13k; bench/results/retrieval.json).
+# Exact search up to this many gallery faces by default ("auto"; Config.exact_max says why).
 EXACT_MAX = 200_000
+# Search settings an index records in its manifest ("search_backend"), with their defaults.
+SEARCH_DEFAULTS = {
+    "backend": "auto",
+    "exact_max": EXACT_MAX,
+    "milvus_uri": "",
+    "milvus_index": "FLAT",
+    "milvus_index_params": {},
+    "milvus_search_params": {},
+}
 META_FIELDS = ("identity", "path", "box", "prob")
 _ANNOY_LOCK = threading.Lock()
 
@@ -55,7 +73,14 @@ class FaceIndex:
     search_k: int = 150_000
     manifest: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)  # saved into the manifest (e.g. source_folder)
-    _annoy: object = None
+    # rvs.backends setting: backend ("auto" | "exact" | "annoy" | "milvus"), exact_max, milvus_*
+    search_settings: dict = field(default_factory=lambda: dict(SEARCH_DEFAULTS))
+    folder: Path | None = None  # where it was loaded from / saved to (Milvus Lite's store lives there)
+    # Source photo -> sha256 of its bytes, for every photo indexed (with or without a face):
+    # what `build_index(update=True)` compares to embed only new or changed photos. sources.json.
+    sources: dict[str, str] = field(default_factory=dict)
+    _backend: object = None
+    _annoy_side: object = None
 
     def __post_init__(self):
         self.embeddings = np.ascontiguousarray(self.embeddings, dtype=np.float32)
@@ -63,6 +88,23 @@ class FaceIndex:
         for k in META_FIELDS:
             if len(self.meta.get(k, [])) != n:
                 raise IndexError_(f"metadata field {k!r} has {len(self.meta.get(k, []))} rows for {n} embeddings")
+        self.search_settings = {**SEARCH_DEFAULTS, **(self.search_settings or {})}
+        B.resolve(self.search_settings["backend"], 0, 0)  # a bad name fails here, not at the first search
+
+    def configure(self, config) -> FaceIndex:
+        """Take the search settings of a `Config` (backend, exact_max, Annoy and Milvus settings)."""
+        self.close_backend()
+        self.n_trees, self.search_k = config.n_trees, config.search_k
+        self.search_settings = {
+            "backend": config.search_backend,
+            "exact_max": config.exact_max,
+            "milvus_uri": config.milvus_uri,
+            "milvus_index": config.milvus_index,
+            "milvus_index_params": dict(config.milvus_index_params),
+            "milvus_search_params": dict(config.milvus_search_params),
+        }
+        B.resolve(config.search_backend, 0, 0)
+        return self
 
     def __len__(self) -> int:
         return len(self.embeddings)
@@ -75,44 +117,132 @@ class FaceIndex:
     def n_identities(self) -> int:
         return len(set(self.meta["identity"]))
 
-    # ---- build / save / load ----
+    # ---- the search backend ----
+    @property
+    def backend_name(self) -> str:
+        """The backend this index searches with now ("exact", "annoy" or "milvus")."""
+        return B.resolve(self.search_settings["backend"], len(self), int(self.search_settings["exact_max"]))
+
+    def backend(self):
+        """The search backend, built (from the verified embeddings) on first use."""
+        with _ANNOY_LOCK:
+            if self._backend is not None and self._backend.name != self.backend_name:
+                self.close_backend()  # the gallery grew past (or shrank below) exact_max
+            if self._backend is None:
+                self._backend = self._make_backend()
+            return self._backend
+
+    def _make_backend(self, folder: Path | None = None):
+        st = self.search_settings
+        kind = self.backend_name
+        folder = folder or self.folder
+        if kind == "milvus" and folder is None and not st["milvus_uri"]:
+            folder = Path(tempfile.mkdtemp(prefix="rvs-milvus-"))  # an index not saved yet: a throwaway local store
+        be = B.make_backend(
+            kind,
+            len(self),
+            exact_max=int(st["exact_max"]),
+            n_trees=self.n_trees,
+            search_k=self.search_k,
+            milvus_uri=st["milvus_uri"],
+            milvus_token=os.environ.get("RVS_MILVUS_TOKEN", ""),
+            milvus_index=st["milvus_index"],
+            milvus_index_params=st["milvus_index_params"],
+            milvus_search_params=st["milvus_search_params"],
+            index_dir=folder,
+        )
+        if kind == "milvus" and folder is not None and self.manifest.get("files", {}).get("embeddings.npy"):
+            if be.adopt_state(folder, self.manifest["files"]["embeddings.npy"]["sha256"], len(self)):
+                return be
+        be.build(self.embeddings)
+        return be
+
+    def close_backend(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+        self._backend = None
+
+    def _annoy_be(self, seed: int = 0) -> B.AnnoyBackend:
+        """An Annoy backend over the embeddings, whatever the backend setting (exact=False, benchmarks)."""
+        if isinstance(self._backend, B.AnnoyBackend):
+            return self._backend
+        if self._annoy_side is None:
+            self._annoy_side = B.AnnoyBackend(self.n_trees, self.search_k, seed, embeddings=self.embeddings)
+        return self._annoy_side
+
     def annoy(self):
         """The Annoy forest, built in memory from the embeddings on first use."""
-        with _ANNOY_LOCK:
-            if self._annoy is None:
-                self.build_annoy()
-            return self._annoy
+        return self._annoy_be().forest()
 
     def build_annoy(self, seed: int = 0):
-        from annoy import AnnoyIndex
+        """Build the Annoy forest now (it is otherwise built on first search)."""
+        self._annoy_side = None
+        if isinstance(self._backend, B.AnnoyBackend):
+            self._backend.build(self.embeddings)
+        return self._annoy_be(seed).forest()
 
-        ann = AnnoyIndex(self.dim, "angular")
-        ann.set_seed(seed)
-        for i, v in enumerate(self.embeddings):
-            ann.add_item(i, v)
-        ann.build(self.n_trees, n_jobs=-1)
-        self._annoy = ann
-        return ann
+    # ---- growing and shrinking ----
+    def add(self, embeddings: np.ndarray, meta: dict[str, list]) -> None:
+        """Append faces (unit embeddings + their META_FIELDS rows); the backend follows."""
+        emb = np.ascontiguousarray(np.atleast_2d(np.asarray(embeddings, np.float32)))
+        if not len(emb):
+            return
+        if any(len(meta[k]) != len(emb) for k in META_FIELDS):
+            raise IndexError_("add: metadata rows do not match the embeddings")
+        check_embeddings(emb, "new faces")
+        self.embeddings = np.concatenate([self.embeddings, emb]) if len(self.embeddings) else emb
+        for k in META_FIELDS:
+            self.meta[k] = list(self.meta[k]) + list(meta[k])
+        self._annoy_side = None
+        if self._backend is not None:
+            if self._backend.name != self.backend_name:
+                self.close_backend()
+            else:
+                self._backend.add(emb)
 
+    def remove(self, rows) -> int:
+        """Drop these rows (indices or a boolean mask); returns how many went."""
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        rows = np.unique(rows.astype(np.int64))
+        if not len(rows):
+            return 0
+        self.embeddings = np.ascontiguousarray(np.delete(self.embeddings, rows, axis=0))
+        gone = set(rows.tolist())
+        for k in META_FIELDS:
+            self.meta[k] = [v for i, v in enumerate(self.meta[k]) if i not in gone]
+        self._annoy_side = None
+        if self._backend is not None:
+            if self._backend.name != self.backend_name:
+                self.close_backend()
+            else:
+                self._backend.remove(rows)
+        return len(rows)
+
+    # ---- save / load ----
     def save(self, out_dir: str | os.PathLike) -> Path:
         """Write the index folder atomically (temporary sibling, then swap)."""
         out = Path(out_dir)
         out.parent.mkdir(parents=True, exist_ok=True)
-        if self._annoy is None:
-            self.build_annoy()
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        self._annoy.save(str(tmp / "index.ann"), prefault=False)
-        # Annoy's save() mmaps the file it wrote; reload from the final path later.
-        self._annoy.unload()
-        self._annoy = None
+        # index.ann: kept for the Hub artifact's readers; rvs itself never loads it.
+        ann = B.AnnoyBackend(self.n_trees, self.search_k, embeddings=self.embeddings).forest()
+        ann.save(str(tmp / "index.ann"), prefault=False)
+        ann.unload()
         np.save(tmp / "embeddings.npy", self.embeddings, allow_pickle=False)
         meta = {k: list(self.meta[k]) for k in META_FIELDS}
         with open(tmp / "meta.json", "w") as f:
             json.dump(meta, f)
+        names = ["index.ann", "embeddings.npy", "meta.json"]
+        if self.sources:
+            with open(tmp / "sources.json", "w") as f:
+                json.dump(self.sources, f)
+            names.append("sources.json")
         files = {}
-        for name in ("index.ann", "embeddings.npy", "meta.json"):
+        for name in names:
             p = tmp / name
             files[name] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
         self.manifest = {
@@ -125,17 +255,41 @@ class FaceIndex:
             "n_identities": self.n_identities,
             "n_trees": self.n_trees,
             "search_k": self.search_k,
+            "search_backend": {**self.search_settings, "now": self.backend_name},
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "files": files,
             **self.extra,
         }
         write_json_atomic(tmp / "manifest.json", self.manifest)
+        self._save_milvus(out, tmp, files["embeddings.npy"]["sha256"])
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         if out.exists():
             os.replace(out, old)
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
+        self.folder = out
         return out
+
+    def _save_milvus(self, out: Path, tmp: Path, emb_sha: str) -> None:
+        """A Milvus backend keeps its collection: a Milvus Lite store moves into the new folder
+        (closed first; reopened on next search) and the local record names the new embeddings."""
+        if self.backend_name != "milvus":
+            self.close_backend()
+            return
+        be = self._backend
+        if be is not None and be.is_lite and self.folder is not None and Path(be.uri).parent.resolve() == self.folder.resolve() and out.resolve() == self.folder.resolve():
+            be.close()
+            os.replace(Path(be.uri), tmp / Path(be.uri).name)
+        elif be is None or (be.is_lite and Path(be.uri).parent.resolve() != out.resolve()):
+            # Not built, or built elsewhere (memory, another folder): build the store in place.
+            self.close_backend()
+            be = self._make_backend(tmp)
+            be.close()
+            be.uri = str(out / "milvus.db")
+        else:
+            be.close()
+        be.write_state(tmp, emb_sha)
+        self._backend = be
 
     @classmethod
     def load(cls, index_dir: str | os.PathLike, verify: bool = True, expect_model_id: str | None = None) -> FaceIndex:
@@ -159,42 +313,40 @@ class FaceIndex:
             raise IndexError_(f"{d}: embeddings are {emb.shape}, manifest says ({manifest['n_items']}, {manifest['dim']})")
         check_embeddings(emb, str(d))
         check_meta(meta, len(emb), str(d))
-        known = {"format", "version", "model_id", "metric", "dim", "n_items", "n_identities", "n_trees", "search_k", "created", "files"}
+        known = {"format", "version", "model_id", "metric", "dim", "n_items", "n_identities", "n_trees", "search_k", "search_backend", "created", "files"}
         extra = {k: v for k, v in manifest.items() if k not in known}
-        return cls(emb, meta, manifest["model_id"], int(manifest["n_trees"]), int(manifest["search_k"]), manifest, extra)
+        st = manifest.get("search_backend") or {}
+        if not isinstance(st, dict) or st.get("backend", "auto") not in B.BACKENDS:
+            raise IndexError_(f"{d}: manifest search_backend is malformed")
+        settings = {k: st[k] for k in SEARCH_DEFAULTS if k in st}
+        sources = {}
+        if "sources.json" in manifest.get("files", {}):
+            try:
+                sources = json.loads((d / "sources.json").read_text())
+            except (OSError, ValueError) as e:
+                raise IndexError_(f"{d}: cannot read sources.json ({e})") from None
+            if not isinstance(sources, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in sources.items()):
+                raise IndexError_(f"{d}: sources.json must map photo paths to sha256 strings")
+        return cls(emb, meta, manifest["model_id"], int(manifest["n_trees"]), int(manifest["search_k"]), manifest, extra, settings, d, sources)
 
     # ---- search ----
     def search(self, queries: np.ndarray, k: int = 20, exact: bool | None = None, search_k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Nearest gallery items for each query row. exact: True numpy, False Annoy, None (default)
-        numpy up to EXACT_MAX items, else Annoy.
+        the index's backend (`search_settings`; "auto": numpy up to exact_max items, else Annoy).
 
         Returns (ids, distances), each n_queries x k (ids -1 / distance inf where fewer than k exist).
         """
         q = np.atleast_2d(np.asarray(queries, np.float32))
         k = max(1, min(k, len(self)))
-        if exact is None:
-            exact = len(self) <= EXACT_MAX
         if exact or len(self) == 0:
             return self.search_exact(q, k)
-        ann = self.annoy()
-        sk = self.search_k if search_k is None else search_k
-        ids = np.full((len(q), k), -1, np.int64)
-        dists = np.full((len(q), k), np.inf, np.float32)
-        for r, v in enumerate(q):
-            i, dd = ann.get_nns_by_vector(v, k, search_k=sk, include_distances=True)
-            ids[r, : len(i)] = i
-            dists[r, : len(dd)] = dd
-        return ids, dists
+        if exact is False or search_k is not None:
+            return self._annoy_be().search(q, k, search_k)
+        return self.backend().search(q, k)
 
     def search_exact(self, queries: np.ndarray, k: int = 20) -> tuple[np.ndarray, np.ndarray]:
-        q = np.atleast_2d(np.asarray(queries, np.float32))
         k = max(1, min(k, len(self)))
-        sims = q @ self.embeddings.T
-        ids = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        order = np.take_along_axis(-sims, ids, axis=1).argsort(axis=1)
-        ids = np.take_along_axis(ids, order, axis=1)
-        s = np.take_along_axis(sims, ids, axis=1)
-        return ids.astype(np.int64), np.sqrt(np.clip(2.0 - 2.0 * s, 0.0, None)).astype(np.float32)
+        return B.exact_search(self.embeddings, queries, k)
 
     def item(self, i: int) -> dict:
         return {k: self.meta[k][i] for k in META_FIELDS}

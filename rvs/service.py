@@ -161,7 +161,9 @@ def build_starter(
                 link = root / p.relative_to(folder)
                 link.parent.mkdir(parents=True, exist_ok=True)
                 link.symlink_to(p.resolve())
-        index, summary = build_index(root, None, config, detector=detector, embedder=embedder, progress=progress)
+        # Incremental: photos the previous gallery at `out` already holds (same bytes, same recipe)
+        # are not embedded again; a grown or shrunk folder costs only its new photos.
+        index, summary = build_index(root, None, config, detector=detector, embedder=embedder, progress=progress, update=True, update_from=out)
     # Paths in the index are relative to the link folder, which mirrors `folder`.
     index.extra.update(
         source_folder=str(folder.resolve()),

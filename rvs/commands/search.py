@@ -1,16 +1,21 @@
-"""`python -m rvs search IMAGE --index DIR -k 20 [--json]`: who is in this photo?"""
+"""`python -m rvs search IMAGE|FOLDER --index DIR -k 20 [--json] [--out FILE]`: who is in this photo
+(or in each photo of a folder: one CSV / JSONL row per face)?"""
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import sys
+from pathlib import Path
 
 from rvs.config import Config
 
 
 def register(sub) -> None:
     p = sub.add_parser("search", help="find the nearest gallery faces for every face in an image")
-    p.add_argument("image")
+    p.add_argument("image", help="a photo, or a folder of photos (searched one by one: one row per face in --out)")
+    p.add_argument("--out", help="folder search: write rows here, CSV or JSONL by extension (default: CSV on stdout)")
     p.add_argument("--index", help="index folder (default: Config.index_dir, RVS_INDEX_DIR)")
     p.add_argument("-k", type=int, default=None, help="results per face (default 20)")
     p.add_argument("--face", default="all", help="'all', 'largest', or a face number (1 = largest)")
@@ -30,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
     over = {"name_threshold": args.threshold} if args.threshold is not None else {}
     cfg = Config.from_env(**over)
+    if Path(args.image).is_dir():
+        return search_folder(args, cfg)
     # Read the image before loading any model, so bad input fails fast.
     img = load_image(args.image, max_pixels=cfg.max_pixels, name=args.image)
     face = args.face if args.face in ("all", "largest") else _int(args.face)
@@ -66,3 +73,75 @@ def _int(s: str) -> int:
         return int(s)
     except ValueError:
         raise BadInputError(f"--face must be 'all', 'largest' or a number, not {s!r}") from None
+
+
+ROW_FIELDS = [
+    "image", "face", "box", "detection_prob", "identity", "probability", "reason",
+    "top_identity", "top_distance", "top_path", "matches", "error",
+]
+
+
+def face_rows(image: str, res) -> list[dict]:
+    """One row per searched face of a SearchResult (who it is, and the nearest gallery faces)."""
+    rows = []
+    for fr in res.faces:
+        m0 = fr.matches[0] if fr.matches else None
+        ident = fr.identification
+        rows.append(
+            {
+                "image": image,
+                "face": fr.face_number,
+                "box": [round(float(v), 1) for v in fr.face.box],
+                "detection_prob": round(float(fr.face.prob), 4),
+                "identity": ident.identity,
+                "probability": None if ident.probability is None else round(float(ident.probability), 4),
+                "reason": ident.reason,
+                "top_identity": m0.identity if m0 else None,
+                "top_distance": round(m0.distance, 4) if m0 else None,
+                "top_path": m0.path if m0 else None,
+                "matches": [{"identity": m.identity, "distance": round(m.distance, 4), "path": m.path} for m in fr.matches],
+                "error": None,
+            }
+        )
+    return rows
+
+
+def search_folder(args: argparse.Namespace, cfg: Config) -> int:
+    """Every image under the folder, one at a time: one row per face found (a photo without a
+    face or unreadable gets one row with `error`). CSV (lists as JSON) or JSONL by --out's suffix."""
+    from rvs.errors import RvsError
+    from rvs.lfw import list_images
+    from rvs.search import SearchEngine
+
+    folder = Path(args.image)
+    images = [p for _, p in list_images(folder)]
+    if not images:
+        raise RvsError(f"{folder}: no images found")
+    face = args.face if args.face in ("all", "largest") else _int(args.face)
+    engine = SearchEngine.from_index_dir(args.index or cfg.index_dir, cfg)
+    jsonl = bool(args.out) and args.out.lower().endswith((".jsonl", ".json"))
+    f = open(args.out, "w", newline="") if args.out else sys.stdout
+    try:
+        writer = None if jsonl else csv.DictWriter(f, fieldnames=ROW_FIELDS)
+        if writer:
+            writer.writeheader()
+        n_rows = n_faces = 0
+        for p in images:
+            rel = str(p.relative_to(folder))
+            try:
+                rows = face_rows(rel, engine.search(p, k=args.k, faces=face, exact=True if args.exact else None))
+            except RvsError as e:
+                rows = [{**dict.fromkeys(ROW_FIELDS), "image": rel, "error": str(e)}]
+            for r in rows:
+                n_faces += r["error"] is None
+                n_rows += 1
+                if jsonl:
+                    f.write(json.dumps(r) + "\n")
+                else:
+                    writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()})
+    finally:
+        if args.out:
+            f.close()
+    if args.out:
+        print(f"{folder}: {len(images)} images, {n_faces} faces -> {args.out} ({n_rows} rows)")
+    return 0
