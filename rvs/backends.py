@@ -311,7 +311,7 @@ class MilvusBackend:
 
     def settings(self) -> dict:
         return {
-            "uri": "milvus-lite (local store in the index folder)" if self.is_lite else _redact(self.uri),
+            "uri": "milvus-lite (local store in the index folder)" if self.is_lite else redact(self.uri),
             "collection": self.collection,
             "index_type": self.index_type,
             "index_params": self.index_params,
@@ -345,7 +345,7 @@ class MilvusBackend:
         return True
 
 
-def _redact(uri: str) -> str:
+def redact(uri: str) -> str:
     """A server URI without credentials (user:password@host)."""
     if "@" in uri and "://" in uri:
         scheme, rest = uri.split("://", 1)

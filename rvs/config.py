@@ -67,9 +67,10 @@ class Config:
     # --- gallery search backend (rvs/backends.py; recorded in the index manifest) ---
     # "auto": exact numpy search up to exact_max faces, Annoy above; "exact" | "annoy" | "milvus".
     search_backend: str = "auto"
-    # Where approximate search starts to pay (bench/results/scale.json): exact is 0.2 ms/query at
-    # LFW's 13k and grows with the gallery; Annoy at the settings below stays ~constant.
-    exact_max: int = 200_000
+    # Where approximate search starts to pay (bench/results/scale.json, one query at a time, 2 cores):
+    # exact grows with the gallery (0.3 ms at LFW's 13k, 8 ms at 100k, 79 ms at 1M), Annoy barely
+    # (2.5 / 4.8 / 8.9 ms); at recall@10 >= 0.99 they cross near 61k faces.
+    exact_max: int = 60_000
     # Milvus (pymilvus): "" = embedded Milvus Lite, a local store in the index folder (milvus.db);
     # "http://host:19530" = a Milvus server or cluster (token from RVS_MILVUS_TOKEN), same code.
     milvus_uri: str = ""
@@ -82,11 +83,12 @@ class Config:
 
     # --- index (Annoy) ---
     # Annoy is the backend above exact_max faces, so its settings are chosen on the 100k and 1M
-    # galleries of bench/scale.py (sweep in bench/results/scale.json): 100 trees and search_k 40k
-    # keep recall@10 vs exact >= 0.95 at 1M at a tenth of exact's time or less. (The old 50 / 150k
-    # was chosen on LFW's 13k, where it meant scanning everything: 6.7 ms vs exact's 0.2.)
+    # galleries of bench/scale.py (sweep in bench/results/scale.json): 100 trees and search_k 25k
+    # keep recall@10 vs exact >= 0.95 at 1M at well under a tenth of exact's time (40k: 0.98 but
+    # only 8.8x; 100k gallery: 0.98+). The old 50 / 150k was chosen on LFW's 13k, where it meant
+    # scanning everything: 6.7 ms vs exact's 0.2.
     n_trees: int = 100
-    search_k: int = 40_000
+    search_k: int = 25_000
 
     # --- search ---
     k: int = 20

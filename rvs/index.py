@@ -44,7 +44,7 @@ from rvs.fileio import sha256_file, write_json_atomic
 FORMAT = "rvs-face-index"
 VERSION = 1
 # Exact search up to this many gallery faces by default ("auto"; Config.exact_max says why).
-EXACT_MAX = 200_000
+EXACT_MAX = 60_000
 # Search settings an index records in its manifest ("search_backend"), with their defaults.
 SEARCH_DEFAULTS = {
     "backend": "auto",
@@ -255,7 +255,8 @@ class FaceIndex:
             "n_identities": self.n_identities,
             "n_trees": self.n_trees,
             "search_k": self.search_k,
-            "search_backend": {**self.search_settings, "now": self.backend_name},
+            # The Milvus URI is recorded without credentials, and never read back (see load).
+            "search_backend": {**self.search_settings, "milvus_uri": B.redact(self.search_settings["milvus_uri"]), "now": self.backend_name},
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "files": files,
             **self.extra,
@@ -281,11 +282,14 @@ class FaceIndex:
             be.close()
             os.replace(Path(be.uri), tmp / Path(be.uri).name)
         elif be is None or (be.is_lite and Path(be.uri).parent.resolve() != out.resolve()):
-            # Not built, or built elsewhere (memory, another folder): build the store in place.
+            # Not built, or built elsewhere (memory, another folder): build it for this folder
+            # (a Milvus Lite store inside the new folder; a server collection named after it).
             self.close_backend()
-            be = self._make_backend(tmp)
+            lite = not self.search_settings["milvus_uri"]
+            be = self._make_backend(tmp if lite else out)
             be.close()
-            be.uri = str(out / "milvus.db")
+            if lite:
+                be.uri = str(out / "milvus.db")
         else:
             be.close()
         be.write_state(tmp, emb_sha)
@@ -319,6 +323,9 @@ class FaceIndex:
         if not isinstance(st, dict) or st.get("backend", "auto") not in B.BACKENDS:
             raise IndexError_(f"{d}: manifest search_backend is malformed")
         settings = {k: st[k] for k in SEARCH_DEFAULTS if k in st}
+        # Where a Milvus server is, is this machine's setting (RVS_MILVUS_URI), not the index's: a
+        # downloaded manifest must not point the app at a server of its choosing.
+        settings["milvus_uri"] = os.environ.get("RVS_MILVUS_URI", "")
         sources = {}
         if "sources.json" in manifest.get("files", {}):
             try:

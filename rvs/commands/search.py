@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--index", help="index folder (default: Config.index_dir, RVS_INDEX_DIR)")
     p.add_argument("-k", type=int, default=None, help="results per face (default 20)")
     p.add_argument("--face", default="all", help="'all', 'largest', or a face number (1 = largest)")
-    p.add_argument("--exact", action="store_true", help="exact (numpy) search even for a gallery large enough for Annoy (exact is the default up to 200,000 faces)")
+    p.add_argument("--exact", action="store_true", help="exact (numpy) search whatever the gallery's backend (exact is the default up to Config.exact_max = 60,000 faces)")
     p.add_argument(
         "--threshold",
         type=float,
