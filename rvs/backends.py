@@ -117,34 +117,60 @@ def exact_search(embeddings: np.ndarray, queries: np.ndarray, k: int) -> tuple[n
 
 class AnnoyBackend:
     """Annoy forest (angular metric = Euclidean on unit vectors), built in memory from the
-    embeddings on first search after any change."""
+    embeddings on first search after any change.
+
+    dims > 0: the forest is built over the embeddings projected on their top `dims` principal
+    axes (fitted on up to 50k rows), which makes each candidate 512/dims times cheaper to score;
+    the best `candidates` it finds are re-ranked with the full embeddings, so the distances
+    returned are exact ones and only recall is approximate."""
 
     name = "annoy"
     _lock = threading.Lock()
 
-    def __init__(self, n_trees: int, search_k: int, seed: int = 0, embeddings: np.ndarray | None = None):
+    def __init__(self, n_trees: int, search_k: int, seed: int = 0, embeddings: np.ndarray | None = None, dims: int = 0, candidates: int = 100):
         self.n_trees, self.search_k, self.seed = int(n_trees), int(search_k), seed
+        self.dims, self.candidates = int(dims), int(candidates)
         self.embeddings = np.zeros((0, 512), np.float32) if embeddings is None else embeddings
         self._ann = None
+        self._proj = None  # (mean, D x dims) when projecting
 
     def build(self, embeddings: np.ndarray) -> None:
         self.embeddings = embeddings
         self._ann = None
         self.forest()
 
+    def _fit_projection(self):
+        x, n = self.embeddings, len(self.embeddings)
+        if not self.dims or x.ndim != 2 or self.dims >= x.shape[1] or n < 4 * self.dims:
+            return None
+        rng = np.random.default_rng(self.seed)
+        sample = x[np.sort(rng.choice(n, min(n, 50_000), replace=False))].astype(np.float64)
+        mu = sample.mean(0)
+        _, _, vt = np.linalg.svd(sample - mu, full_matrices=False)
+        return mu.astype(np.float32), np.ascontiguousarray(vt[: self.dims].T, dtype=np.float32)
+
     def forest(self):
         with self._lock:
             if self._ann is None:
                 from annoy import AnnoyIndex
 
-                dim = int(self.embeddings.shape[1]) if self.embeddings.ndim == 2 else 512
+                self._proj = self._fit_projection()
+                dim = self.dims if self._proj is not None else (int(self.embeddings.shape[1]) if self.embeddings.ndim == 2 else 512)
                 ann = AnnoyIndex(dim, "angular")
                 ann.set_seed(self.seed)
-                for i, v in enumerate(self.embeddings):
-                    ann.add_item(i, v)
+                for s in range(0, len(self.embeddings), 100_000):
+                    chunk = self._project(self.embeddings[s : s + 100_000])
+                    for i, v in enumerate(chunk, start=s):
+                        ann.add_item(i, v)
                 ann.build(self.n_trees, n_jobs=-1)
                 self._ann = ann
             return self._ann
+
+    def _project(self, x: np.ndarray) -> np.ndarray:
+        if self._proj is None:
+            return x
+        mu, p = self._proj
+        return (x - mu) @ p
 
     def add(self, embeddings: np.ndarray) -> None:
         self.embeddings = np.concatenate([self.embeddings, embeddings]) if len(self.embeddings) else embeddings
@@ -161,14 +187,23 @@ class AnnoyBackend:
             return ids, dists
         ann = self.forest()
         sk = self.search_k if search_k is None else int(search_k)
+        if self._proj is None:
+            for r, v in enumerate(q):
+                i, dd = ann.get_nns_by_vector(v, k, search_k=sk, include_distances=True)
+                ids[r, : len(i)] = i
+                dists[r, : len(dd)] = dd
+            return ids, dists
+        low = self._project(q)
         for r, v in enumerate(q):
-            i, dd = ann.get_nns_by_vector(v, k, search_k=sk, include_distances=True)
-            ids[r, : len(i)] = i
-            dists[r, : len(dd)] = dd
+            cand = np.asarray(ann.get_nns_by_vector(low[r], max(k, self.candidates), search_k=sk), np.int64)
+            sims = self.embeddings[cand] @ v
+            top = np.argsort(-sims, kind="stable")[:k]
+            ids[r, : len(top)] = cand[top]
+            dists[r, : len(top)] = unit_distance(sims[top])
         return ids, dists
 
     def settings(self) -> dict:
-        return {"n_trees": self.n_trees, "search_k": self.search_k}
+        return {"n_trees": self.n_trees, "search_k": self.search_k, "dims": self.dims, "candidates": self.candidates}
 
     def close(self) -> None:
         if self._ann is not None:
@@ -372,13 +407,15 @@ def make_backend(
     milvus_index_params: dict | None = None,
     milvus_search_params: dict | None = None,
     index_dir: str | Path | None = None,
+    annoy_dims: int = 0,
+    annoy_candidates: int = 100,
 ) -> SearchBackend:
     """The backend `name` means for a gallery of n faces (see module doc); not yet built."""
     kind = resolve(name, n, exact_max)
     if kind == "exact":
         return ExactBackend()
     if kind == "annoy":
-        return AnnoyBackend(n_trees, search_k)
+        return AnnoyBackend(n_trees, search_k, dims=annoy_dims, candidates=annoy_candidates)
     if milvus_uri:
         uri = milvus_uri
     elif index_dir is not None:

@@ -216,8 +216,9 @@ def build_index(
     only new or changed photos are detected and embedded, deleted ones are dropped (and people
     or photos removed with `python -m rvs gallery remove` stay out); the search backend follows
     (Milvus: insert/delete; Annoy: rebuilt from the stored embeddings) and the open-set
-    calibration is refitted (update_from: start from that index folder instead of out_dir). ray: run the embedding stage on Ray Data ("" = a local Ray, else
-    the cluster address). Returns the index and a summary dict.
+    calibration is refitted (update_from: start from that index folder instead of out_dir).
+    ray: run the embedding stage on Ray Data ("" = a local Ray, else the cluster address).
+    Returns the index and a summary dict.
     """
     if uris is not None:
         photos = uri_photos(uris)
@@ -231,7 +232,7 @@ def build_index(
     if limit:
         photos = photos[:limit]
     if not photos:
-        raise RvsError(f"{folder}: no images found")
+        raise RvsError(f"{source}: no images found")
     t0 = time.perf_counter()
     detector = detector or FaceDetector(config)
     embedder = embedder or Embedder(config)

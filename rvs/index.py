@@ -49,6 +49,8 @@ EXACT_MAX = 60_000
 SEARCH_DEFAULTS = {
     "backend": "auto",
     "exact_max": EXACT_MAX,
+    "annoy_dims": 64,
+    "annoy_candidates": 100,
     "milvus_uri": "",
     "milvus_index": "FLAT",
     "milvus_index_params": {},
@@ -98,6 +100,8 @@ class FaceIndex:
         self.search_settings = {
             "backend": config.search_backend,
             "exact_max": config.exact_max,
+            "annoy_dims": config.annoy_dims,
+            "annoy_candidates": config.annoy_candidates,
             "milvus_uri": config.milvus_uri,
             "milvus_index": config.milvus_index,
             "milvus_index_params": dict(config.milvus_index_params),
@@ -150,6 +154,8 @@ class FaceIndex:
             milvus_index_params=st["milvus_index_params"],
             milvus_search_params=st["milvus_search_params"],
             index_dir=folder,
+            annoy_dims=int(st["annoy_dims"]),
+            annoy_candidates=int(st["annoy_candidates"]),
         )
         if kind == "milvus" and folder is not None and self.manifest.get("files", {}).get("embeddings.npy"):
             if be.adopt_state(folder, self.manifest["files"]["embeddings.npy"]["sha256"], len(self)):
@@ -167,7 +173,10 @@ class FaceIndex:
         if isinstance(self._backend, B.AnnoyBackend):
             return self._backend
         if self._annoy_side is None:
-            self._annoy_side = B.AnnoyBackend(self.n_trees, self.search_k, seed, embeddings=self.embeddings)
+            st = self.search_settings
+            self._annoy_side = B.AnnoyBackend(
+                self.n_trees, self.search_k, seed, embeddings=self.embeddings, dims=int(st["annoy_dims"]), candidates=int(st["annoy_candidates"])
+            )
         return self._annoy_side
 
     def annoy(self):
