@@ -436,6 +436,10 @@ def main() -> int:
 
         res["incremental"] = bench_incremental(cfg, lfw_images_dir())
         res["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    # Each size's summary also at the top level (n13233, n100000, n1000000: default / exact /
+    # annoy / milvus), where readers of the targets look; the sweeps stay under "sizes".
+    for key, v in res.get("sizes", {}).items():
+        res[key] = {k: v[k] for k in ("n_items", "default", "exact", "annoy", "milvus") if k in v}
     OUT.write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps({k: res[k] for k in ("crossover", "incremental", "ray") if k in res}, indent=1))
     return 0
