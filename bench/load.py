@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,6 +83,21 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def watch_cpu(pid: int, interval: float, timeout: float, until: Callable[[float, float], bool]) -> float | None:
+    """Sample a process's CPU use (in cores) every `interval` s; the time at which
+    `until(rate, now)` first holds, or None after `timeout` s."""
+    t_end = time.time() + timeout
+    prev, t_prev = cpu_seconds(pid), time.time()
+    while time.time() < t_end:
+        time.sleep(interval)
+        cur, now = cpu_seconds(pid), time.time()
+        rate = (cur - prev) / (now - t_prev)
+        prev, t_prev = cur, now
+        if until(rate, now):
+            return now
+    return None
 
 
 def pick_queries(n: int, seed: int) -> list[tuple[str, Path]]:
@@ -275,29 +291,20 @@ def main() -> int:
             time.sleep(3)
             c = Client(url, verbose=False, download_files=False)
             job = c.submit(handle_file(str(video)), handle_file(str(vquery)), "face", api_name="/search_video")
-            # Wait until the server computes (a core busy), then cancel.
-            prev, t_prev = cpu_seconds(proc.pid), time.time()
-            busy_since = None
-            while time.time() - t_prev < 120:
-                time.sleep(0.5)
-                cur, now = cpu_seconds(proc.pid), time.time()
-                rate = (cur - prev) / (now - t_prev)
-                prev, t_prev = cur, now
-                busy_since = busy_since or (now if rate > 0.5 else None)
-                if busy_since and now - busy_since > 3:
-                    break
+            # Wait until the server computes (a core busy for 3 s), then cancel.
+            busy_since: list[float] = []
+
+            def busy_for_3s(rate: float, now: float) -> bool:
+                if rate > 0.5 and not busy_since:
+                    busy_since.append(now)
+                return bool(busy_since) and now - busy_since[0] > 3
+
+            watch_cpu(proc.pid, 0.5, 120, busy_for_3s)
             t_cancel = time.time()
             job.cancel()
-            prev, t_prev = cpu_seconds(proc.pid), time.time()
-            stop_s = None
-            while time.time() - t_cancel < 60:
-                time.sleep(0.25)
-                cur, now = cpu_seconds(proc.pid), time.time()
-                rate = (cur - prev) / (now - t_prev)
-                prev, t_prev = cur, now
-                if rate < 0.15:  # idle (Gradio's own housekeeping stays well below)
-                    stop_s = now - t_cancel
-                    break
+            # Idle: Gradio's own housekeeping stays well below 0.15 of a core.
+            t_idle = watch_cpu(proc.pid, 0.25, 60, lambda rate, now: rate < 0.15)
+            stop_s = t_idle - t_cancel if t_idle is not None else None
             res["cancel"] = {"stop_seconds": round(stop_s, 2) if stop_s is not None else None, "cpu_idle_below_core_share": 0.15}
 
             print("5/5 memory: settling ...", flush=True)

@@ -70,6 +70,13 @@ class Templates:
     label: np.ndarray
     embeddings: np.ndarray
 
+    def rows_of(self, j: int) -> np.ndarray:
+        """Gallery rows of template j (the grouping is computed once, not per query)."""
+        if not hasattr(self, "_order"):
+            self._order = np.argsort(self.label, kind="stable")
+            self._starts = np.searchsorted(self.label[self._order], np.arange(len(self.names)))
+        return self._order[self._starts[j] : self._starts[j] + self.counts[j]]
+
     @classmethod
     def from_gallery(cls, embeddings: np.ndarray, identities: Sequence[str]) -> Templates:
         emb = np.ascontiguousarray(embeddings, np.float32)
@@ -102,8 +109,8 @@ def features_from_distances(
     """Features (n x len(FEATURES)) and the named template per row.
 
     dt: n x n_id distances to templates (masked entries = inf/large); counts: photos per template
-    (n x n_id or n_id); d_sample: distance to the named identity's nearest photo, n (or a callable
-    result computed by the caller for `top`)."""
+    (n x n_id or n_id); d_sample: distance to the named identity's nearest photo (n), computed by
+    the caller for `top`."""
     n, m = dt.shape
     if top is None:
         top = dt.argmin(1)
@@ -139,11 +146,9 @@ def query_features(t: Templates, q: np.ndarray, chunk: int = 1024) -> tuple[np.n
 def _nearest_photo(q: np.ndarray, t: Templates, top: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
     """Distance from each query to the nearest gallery photo of its named identity (excluding
     gallery row `exclude[i]` for leave-one-out; inf when none is left)."""
-    order = np.argsort(t.label, kind="stable")
-    starts = np.searchsorted(t.label[order], np.arange(len(t.names)))
     out = np.empty(len(q), np.float32)
     for i, j in enumerate(top):
-        rows = order[starts[j] : starts[j] + t.counts[j]]
+        rows = t.rows_of(int(j))
         if exclude is not None:
             rows = rows[rows != exclude[i]]
         out[i] = _dist(q[i : i + 1], t.embeddings[rows]).min() if len(rows) else 2.0

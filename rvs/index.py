@@ -202,12 +202,7 @@ class FaceIndex:
         self.embeddings = np.concatenate([self.embeddings, emb]) if len(self.embeddings) else emb
         for k in META_FIELDS:
             self.meta[k] = list(self.meta[k]) + list(meta[k])
-        self._annoy_side = None
-        if self._backend is not None:
-            if self._backend.name != self.backend_name:
-                self.close_backend()
-            else:
-                self._backend.add(emb)
+        self._changed(lambda be: be.add(emb))
 
     def remove(self, rows) -> int:
         """Drop these rows (indices or a boolean mask); returns how many went."""
@@ -221,13 +216,18 @@ class FaceIndex:
         gone = set(rows.tolist())
         for k in META_FIELDS:
             self.meta[k] = [v for i, v in enumerate(self.meta[k]) if i not in gone]
+        self._changed(lambda be: be.remove(rows))
+        return len(rows)
+
+    def _changed(self, update: Callable[[B.SearchBackend], None]) -> None:
+        """After rows were added or removed: drop the derived Annoy side structure, and bring an
+        open backend along (`update`), or close it when the configured backend changed."""
         self._annoy_side = None
         if self._backend is not None:
             if self._backend.name != self.backend_name:
                 self.close_backend()
             else:
-                self._backend.remove(rows)
-        return len(rows)
+                update(self._backend)
 
     # ---- save / load ----
     def save(self, out_dir: str | os.PathLike) -> Path:
