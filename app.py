@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def prepare() -> None:
         try:
-            service.adopt(load_service(cfg, gallery=args.gallery))
+            service.adopt(load_service(cfg, gallery=args.gallery, resolved=service.artifacts))
         except Exception:  # never leave the page saying "preparing" forever
             log.exception("the gallery could not be prepared")
             service.problem, service.loading = "the gallery could not be prepared (see the server log)", False

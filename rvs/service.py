@@ -760,8 +760,12 @@ def load_service(
     progress: bool = True,
     starter_people: int | None = None,
     starter_per_person: int | None = None,
+    resolved: Artifacts | None = None,
 ) -> Service:
     """Resolve weights + gallery (see the module docstring), load the engine, warm it up.
+
+    resolved: artifacts already fetched and verified for this config (`Service.preparing` did
+    it), so start-up does not download and hash them twice.
 
     gallery: a folder to build a starter gallery from (default: RVS_GALLERY). starter_people /
     starter_per_person: the starter's size (default: RVS_STARTER_PEOPLE / RVS_STARTER_PER_PERSON,
@@ -783,7 +787,7 @@ def load_service(
         if config.hub_repo.strip() and not is_commit(config.hub_revision):
             _say(unpinned_revision_warning(config))
         try:
-            arts = resolve_artifacts(config)
+            arts = resolved or resolve_artifacts(config)
         except RvsError as e:
             _say(f"cannot use the Hub repo {config.hub_repo}@{config.hub_revision}: {e}" if config.hub_repo.strip() else str(e))
             if config.hub_repo.strip():
