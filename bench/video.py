@@ -34,7 +34,7 @@ from PIL import Image, ImageEnhance
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rvs.config import Config, default_data_dir  # noqa: E402
-from rvs.video import probe_video, read_frame, search_video_faces, search_video_frames  # noqa: E402
+from rvs.video.api import probe_video, read_frame, search_video_faces, search_video_frames  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"realtime_factor": 2.0, "speedup_vs_naive": 10.0, "cached_query_seconds": 1.0}
@@ -192,7 +192,7 @@ def main() -> None:
 
     # --- rvs, face mode (models loaded first: the app loads them once per process)
     if not args.no_face:
-        from rvs.video_faces import get_detector, get_embedder, torch_threads, video_detect_config
+        from rvs.video.faces import get_detector, get_embedder, torch_threads, video_detect_config
 
         base = Config()
         t = time.perf_counter()

@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.videosynth import PlacedShot, Shot, clip, load_rgb, pan, read_rgb, write_video  # noqa: E402
 from rvs.config import Config, default_data_dir  # noqa: E402
-from rvs.video import read_frame, search_video_frames  # noqa: E402
+from rvs.video.api import read_frame, search_video_frames  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TOLERANCE_S = 0.3

@@ -13,6 +13,11 @@ class NoFaceError(RvsError):
     """The image was read but no face was found in it."""
 
 
+class NoQueryFaceError(NoFaceError, BadInputError):
+    """A person search (video face mode) got a query image without a face. Both a NoFaceError and a
+    BadInputError, so callers catching either (the app catches BadInputError for all bad input) handle it."""
+
+
 class IndexError_(RvsError):
     """The gallery index is missing, truncated or inconsistent with its manifest."""
 

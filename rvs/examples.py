@@ -78,7 +78,7 @@ def bundle_examples(config: Config, out_dir: Path, index_meta: dict | None = Non
             add_image(p, p.stem, f"{pretty(name)} (a photo not in the gallery)")
     video = data / "videos" / "arcade_faces.mp4"
     if video.is_file():
-        from rvs.video import read_frame
+        from rvs.video.api import read_frame
 
         (d / video.name).write_bytes(video.read_bytes())
         read_frame(video, 2.0).save(d / "video_frame_2.00s.jpg", format="JPEG", quality=92)

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
+
+# A long job's progress callback: (fraction done in [0, 1], what it is doing).
+Progress = Callable[[float, str], None]
+
+
+def scaled_progress(progress: Progress | None, lo: float, hi: float) -> Progress | None:
+    """Map a stage's 0..1 progress into [lo, hi] of the whole job."""
+    if progress is None:
+        return None
+    return lambda f, desc: progress(lo + (hi - lo) * max(0.0, min(1.0, f)), desc)
 
 
 class LineProgress:

@@ -52,7 +52,7 @@ def detection_settings(config: Config) -> dict[str, Any]:
 
 def embedder_settings(config: Config) -> dict[str, Any]:
     """The settings that choose the embedder before its weights are loaded (and its model id is
-    known): weights spec, centring, precision. Keys the embedder memo of rvs.video_faces."""
+    known): weights spec, centring, precision. Keys the embedder memo of rvs.video.faces."""
     return {"weights": str(config.weights), "center_embeddings": bool(config.center_embeddings), "embed_precision": str(config.embed_precision)}
 
 

@@ -18,7 +18,7 @@ captioned thumbnails, the identification, plot), with no UI framework code: app.
 Threads: Gradio runs handlers in worker threads. The detector and embedder are torch modules
 used under `torch.inference_mode` (no shared mutable state), Annoy reads are thread-safe, and the
 thumbnail cache is an `lru_cache` (internally locked), so searches run concurrently without a lock.
-Video search loads its models lazily behind its own lock (rvs.video_faces).
+Video search loads its models lazily behind its own lock (rvs.video.faces).
 """
 
 from __future__ import annotations
@@ -524,7 +524,7 @@ class Service:
         if query is None:
             raise BadInputError("upload a query image (a frame, a screenshot, or a photo of the person)")
         try:
-            from rvs import video as V
+            from rvs.video import api as V
 
             fn = V.search_video_faces if mode == "face" else V.search_video_frames
             read_frames = V.read_frames
@@ -688,7 +688,7 @@ class Service:
         video = Path(self.config.data_dir) / "videos" / "arcade_faces.mp4"
         out: list[tuple[Path, Path, str]] = []
         if video.is_file():
-            from rvs.video import read_frame
+            from rvs.video.api import read_frame
 
             d = Path(self.config.cache_dir) / "examples"
             d.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,7 @@ def test_query_check_refuses_with_one_line_and_accepts_old_indexes():
 def test_video_face_memos_and_cache_key_follow_the_recipe():
     """get_detector / get_embedder memos and the face cache entry change with every setting of
     the recipe (margin_units, centring and precision were left out before)."""
-    from rvs.video_faces import _detector_memo_key, _embedder_memo_key, _params
+    from rvs.video.faces import _detector_memo_key, _embedder_memo_key, _params
 
     c = Config()
     for field, value in CHANGES.items():

@@ -223,7 +223,7 @@ def test_concurrent_searches_of_one_upload_do_not_collide(app_server, tmp_path):
     video = tmp_path / "clip.mp4"
     write_video(video, [pan(load_rgb(PHOTOS / "multiface.jpg"), (0.3, 0.5, 0.8), (0.7, 0.5, 0.8), 40, "pan")], size=(480, 270), fps=10)
     query = tmp_path / "q.png"
-    from rvs.video import read_frame
+    from rvs.video.api import read_frame
 
     read_frame(video, 2.0).save(query)
     results, errors = [], []

@@ -1,4 +1,4 @@
-"""Reverse video search (rvs.video) on the real sample video: frame mode, face mode, cache, errors, CLI.
+"""Reverse video search (rvs.video.api) on the real sample video: frame mode, face mode, cache, errors, CLI.
 
 The video is processed once per mode (module-scoped fixtures, one tmp cache for the module);
 later queries hit the cache.
@@ -20,18 +20,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from rvs import video_decode, video_frames
 from rvs.config import PROJECT_ROOT, Config, default_data_dir
 from rvs.errors import BadInputError, NoFaceError
-from rvs.video import (
-    FrameStream,
-    VideoResult,
-    probe_video,
-    read_frame,
-    read_frames,
-    search_video_faces,
-    search_video_frames,
-)
+from rvs.video import decode as video_decode
+from rvs.video import frames as video_frames
+from rvs.video.api import search_video_faces, search_video_frames
+from rvs.video.reader import FrameStream, probe_video, read_frame, read_frames
+from rvs.video.results import VideoResult
 
 VIDEO = default_data_dir() / "videos" / "arcade_faces.mp4"
 BUSH = default_data_dir() / "lfw" / "images_deepfunneled" / "George_W_Bush" / "George_W_Bush_0001.jpg"
@@ -284,7 +279,7 @@ def test_absent_moment_reads_same_shot(cfg, shots_video):
 @pytest.fixture(scope="module")
 def face_query():
     """The largest face at 1.0 s, cut out of the frame with some background."""
-    from rvs.video_faces import get_detector, torch_threads, video_detect_config
+    from rvs.video.faces import get_detector, torch_threads, video_detect_config
 
     frame = read_frame(VIDEO, 1.0)
     # The detector the search uses on video frames (loaded once, warm for the search).
@@ -446,7 +441,7 @@ def test_cli_json_and_table(cfg, frame_query, first_frame_search, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
-# Decoding shrunk frames (rvs.video_decode) and its OpenCV fallback
+# Decoding shrunk frames (rvs.video.decode) and its OpenCV fallback
 # ------------------------------------------------------------------------------------------
 
 

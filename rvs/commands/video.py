@@ -146,7 +146,7 @@ def _moments_table(r, top: int) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from rvs.progress import progress_bar
-    from rvs.video import search_video_faces, search_video_frames
+    from rvs.video.api import search_video_faces, search_video_frames
 
     cfg = _config(args)
     search = search_video_frames if args.mode == "frame" else search_video_faces

@@ -7,7 +7,7 @@ the small picture is converted to BGR (BT.601, as OpenCV's FFmpeg backend conver
 sample that cuts decode + shrink from 0.86 to 0.68 CPU seconds. Pixels differ from OpenCV's path
 by about one level (rounding, and averaging before the conversion clips saturated colours a little
 differently); frame mode's histogram leaves out the hue-less dark and grey pixels that would
-amplify that (see rvs.video_frames).
+amplify that (see rvs.video.frames).
 
 `iter_small_bgr(path, width, take)` yields (frame index, small BGR frame) for the frames `take`
 accepts, and returns the number of frames decoded. It raises `Unsupported` before yielding anything

@@ -54,8 +54,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
-import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -67,31 +65,16 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from rvs import video_decode
 from rvs.config import Config
 from rvs.errors import BadInputError
 from rvs.imageio import ImageLike, load_image
-from rvs.video import (
-    CACHE_VERSION,
-    FrameHit,
-    FrameStream,
-    Moment,
-    Progress,
-    Segment,
-    StageTimer,
-    VideoInfo,
-    VideoResult,
-    cache_entry_dir,
-    cache_meta,
-    check_video_path,
-    group_segments,
-    read_meta,
-    scaled_progress,
-    video_key,
-    write_entry_atomically,
-    write_json,
-)
-from rvs.video_decode import downscale
+from rvs.progress import Progress, scaled_progress
+from rvs.video import cache
+from rvs.video import decode as video_decode
+from rvs.video.cache import CACHE_VERSION, StageTimer, cache_meta, info_from_meta, write_json
+from rvs.video.decode import downscale
+from rvs.video.reader import FrameStream, check_video_path
+from rvs.video.results import FrameHit, Moment, Segment, VideoInfo, VideoResult, group_segments
 
 log = logging.getLogger(__name__)
 
@@ -183,41 +166,38 @@ class FrameFeatures:
         return self.frames / self.info.fps
 
 
-def _load_entry(entry: Path) -> FrameFeatures | None:
-    """The entry's features, or None if absent or inconsistent (then it is recomputed)."""
-    meta = read_meta(entry, KIND)
-    if meta is None:
-        return None
-    try:
-        with np.load(entry / "features.npz", allow_pickle=False) as z:
-            frames, phash, hist, offsets = z["frames"], z["phash"], z["hist"], z["orb_offsets"]
-        n_desc = int(offsets[-1]) if len(offsets) else -1
-        orb_path = entry / "orb.u8"
-        if orb_path.stat().st_size != n_desc * ORB_BYTES:
-            raise ValueError(f"orb.u8 has {orb_path.stat().st_size} bytes, expected {n_desc * ORB_BYTES}")
-        xy_path = entry / "orb_xy.f16"
-        if xy_path.stat().st_size != n_desc * 4:
-            raise ValueError(f"orb_xy.f16 has {xy_path.stat().st_size} bytes, expected {n_desc * 4}")
-        if n_desc:
-            orb = np.memmap(orb_path, dtype=np.uint8, mode="r").reshape(-1, ORB_BYTES)
-            xy = np.memmap(xy_path, dtype=np.float16, mode="r").reshape(-1, 2)
-        else:
-            orb, xy = np.zeros((0, ORB_BYTES), np.uint8), np.zeros((0, 2), np.float16)
-        n = meta["n_samples"]
-        if not (len(frames) == len(phash) == len(hist) == len(offsets) - 1 == n) or np.any(np.diff(offsets) < 0):
-            raise ValueError("arrays of inconsistent length")
-        v = meta["video"]
-        info = VideoInfo(v["path"], v["fps"], v["width"], v["height"], v["frame_count"], v["decoded_frames"])
-        size = (int(meta["small_width"]), int(meta["small_height"]))
-        th = int(meta["thumb_height"])
-        thumbs = np.memmap(entry / "thumbs.u8", dtype=np.uint8, mode="r")
-        if thumbs.size != n * th * THUMB_WIDTH:
-            raise ValueError(f"thumbs.u8 has {thumbs.size} bytes, expected {n * th * THUMB_WIDTH}")
-        thumbs = thumbs.reshape(n, th, THUMB_WIDTH)
-        return FrameFeatures(info, meta["sample_fps"], frames, phash, hist, offsets, orb, xy, size, thumbs)
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
-        log.warning("video cache entry %s is unreadable (%s); recomputing", entry, e)
-        return None
+def _parse_entry(entry: Path, meta: dict) -> FrameFeatures:
+    """A frames entry's features (memory-mapped); ValueError when its files disagree (see `rvs.video.cache.read_entry`)."""
+    with np.load(entry / "features.npz", allow_pickle=False) as z:
+        frames, phash, hist, offsets = z["frames"], z["phash"], z["hist"], z["orb_offsets"]
+    n_desc = int(offsets[-1]) if len(offsets) else -1
+    orb_path = entry / "orb.u8"
+    if orb_path.stat().st_size != n_desc * ORB_BYTES:
+        raise ValueError(f"orb.u8 has {orb_path.stat().st_size} bytes, expected {n_desc * ORB_BYTES}")
+    xy_path = entry / "orb_xy.f16"
+    if xy_path.stat().st_size != n_desc * 4:
+        raise ValueError(f"orb_xy.f16 has {xy_path.stat().st_size} bytes, expected {n_desc * 4}")
+    if n_desc:
+        orb = np.memmap(orb_path, dtype=np.uint8, mode="r").reshape(-1, ORB_BYTES)
+        xy = np.memmap(xy_path, dtype=np.float16, mode="r").reshape(-1, 2)
+    else:
+        orb, xy = np.zeros((0, ORB_BYTES), np.uint8), np.zeros((0, 2), np.float16)
+    n = meta["n_samples"]
+    if not (len(frames) == len(phash) == len(hist) == len(offsets) - 1 == n) or np.any(np.diff(offsets) < 0):
+        raise ValueError("arrays of inconsistent length")
+    size = (int(meta["small_width"]), int(meta["small_height"]))
+    th = int(meta["thumb_height"])
+    thumbs = np.memmap(entry / "thumbs.u8", dtype=np.uint8, mode="r")
+    if thumbs.size != n * th * THUMB_WIDTH:
+        raise ValueError(f"thumbs.u8 has {thumbs.size} bytes, expected {n * th * THUMB_WIDTH}")
+    thumbs = thumbs.reshape(n, th, THUMB_WIDTH)
+    return FrameFeatures(info_from_meta(meta), meta["sample_fps"], frames, phash, hist, offsets, orb, xy, size, thumbs)
+
+
+def _in_memory(feats: FrameFeatures) -> FrameFeatures:
+    """Off the memory maps (an uncached search's files are deleted right after reading)."""
+    feats.orb, feats.xy, feats.thumbs = np.array(feats.orb), np.array(feats.xy), np.array(feats.thumbs)
+    return feats
 
 
 OnFrame = Callable[[int, np.ndarray, np.ndarray, tuple[int, int]], None]
@@ -289,30 +269,11 @@ def load_or_extract(
     path: Path, config: Config, progress: Progress | None = None, timer: StageTimer | None = None, on_frame: OnFrame | None = None
 ) -> tuple[FrameFeatures, bool]:
     """The video's frame features from the cache, else decoded now (and cached), calling
-    `on_frame` per frame then (see `_extract`). Returns (features, came_from_cache). An unwritable
-    cache directory only costs the caching."""
-    timer = timer or StageTimer()
-    with timer.stage("hash_s"):
-        key = video_key(path, config.video_full_hash_max_bytes)
-    entry = cache_entry_dir(config, key, KIND, Featurizer(config).params())
-    with timer.stage("features_s"):
-        feats = _load_entry(entry)
-        if feats is not None:
-            feats.info.path = str(path)  # same content, maybe another name
-            return feats, True
-        try:
-            write_entry_atomically(entry, lambda d: _extract(path, config, d, progress, on_frame))
-            feats = _load_entry(entry)
-        except OSError as e:  # read-only or full cache disk: search anyway, uncached
-            log.warning("cannot write the video cache under %s (%s); features are not cached", config.cache_dir, e)
-            with tempfile.TemporaryDirectory(prefix="rvs-video-") as tmp:
-                _extract(path, config, Path(tmp), progress, on_frame)
-                feats = _load_entry(Path(tmp))
-                if feats is not None:  # off the memory maps before the files go
-                    feats.orb, feats.xy, feats.thumbs = np.array(feats.orb), np.array(feats.xy), np.array(feats.thumbs)
-    if feats is None:
-        raise RuntimeError(f"video cache entry {entry} unreadable right after writing it")
-    return feats, False
+    `on_frame` per frame then (see `_extract`). Returns (features, came_from_cache)."""
+    return cache.load_or_extract(
+        path, config, KIND, Featurizer(config).params(), _parse_entry,
+        lambda d: _extract(path, config, d, progress, on_frame), timer, detach=_in_memory,
+    )
 
 
 def orb_similarity(q_desc: np.ndarray, f_desc: np.ndarray, ratio: float) -> float:
@@ -681,7 +642,7 @@ SIMILAR_SCENE_HIST = 0.9  # no geometric match, but colours this close (histogra
 
 
 def search_frames(query_image: ImageLike, video_path: str | os.PathLike, config: Config, progress: Progress | None = None) -> VideoResult:
-    """See `rvs.video.search_video_frames`."""
+    """See `rvs.video.api.search_video_frames`."""
     timer = StageTimer()
     fusion, threshold = fusion_rule(config)  # bad settings and a bad query fail before decoding
     with timer.stage("query_features_s"):

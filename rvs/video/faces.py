@@ -27,9 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import tempfile
 import threading
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,29 +40,14 @@ from PIL import Image
 from rvs.config import Config
 from rvs.detect import FaceDetector
 from rvs.embed import Embedder
+from rvs.errors import NoQueryFaceError
 from rvs.imageio import ImageLike, load_image
+from rvs.progress import Progress, scaled_progress
 from rvs.recipe import detection_settings, embedder_precision, embedder_settings, embedding_recipe, recipe_digest
-from rvs.video import (
-    CACHE_VERSION,
-    FaceBox,
-    FrameHit,
-    FrameStream,
-    NoQueryFaceError,
-    Progress,
-    SharedSetting,
-    StageTimer,
-    VideoInfo,
-    VideoResult,
-    cache_entry_dir,
-    cache_meta,
-    check_video_path,
-    group_segments,
-    read_meta,
-    scaled_progress,
-    video_key,
-    write_entry_atomically,
-    write_json,
-)
+from rvs.video import cache
+from rvs.video.cache import CACHE_VERSION, StageTimer, cache_meta, info_from_meta, write_json
+from rvs.video.reader import FrameStream, SharedSetting, check_video_path
+from rvs.video.results import FaceBox, FrameHit, VideoInfo, VideoResult, group_segments
 
 log = logging.getLogger(__name__)
 
@@ -145,24 +128,16 @@ def _params(config: Config, embedder: Embedder) -> dict:
     }
 
 
-def _load_entry(entry: Path) -> FaceTrack | None:
-    meta = read_meta(entry, KIND)
-    if meta is None:
-        return None
-    try:
-        with np.load(entry / "faces.npz", allow_pickle=False) as z:
-            frames, fs, boxes, probs, emb = (z[k] for k in ("frames", "face_sample", "boxes", "probs", "embeddings"))
-        n_faces = len(fs)
-        if len(frames) != meta["n_samples"] or not (len(boxes) == len(probs) == len(emb) == n_faces == meta["n_faces"]):
-            raise ValueError("arrays of inconsistent length")
-        if n_faces and (emb.shape[1] != EMB_DIM or fs.min() < 0 or fs.max() >= len(frames)):
-            raise ValueError("bad embedding shape or face index")
-        v = meta["video"]
-        info = VideoInfo(v["path"], v["fps"], v["width"], v["height"], v["frame_count"], v["decoded_frames"])
-        return FaceTrack(info, meta["sample_fps"], frames, fs, boxes.reshape(-1, 4), probs, emb.reshape(-1, EMB_DIM))
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
-        log.warning("video cache entry %s is unreadable (%s); recomputing", entry, e)
-        return None
+def _parse_entry(entry: Path, meta: dict) -> FaceTrack:
+    """A faces entry's faces; ValueError when its arrays disagree (see `rvs.video.cache.read_entry`)."""
+    with np.load(entry / "faces.npz", allow_pickle=False) as z:
+        frames, fs, boxes, probs, emb = (z[k] for k in ("frames", "face_sample", "boxes", "probs", "embeddings"))
+    n_faces = len(fs)
+    if len(frames) != meta["n_samples"] or not (len(boxes) == len(probs) == len(emb) == n_faces == meta["n_faces"]):
+        raise ValueError("arrays of inconsistent length")
+    if n_faces and (emb.shape[1] != EMB_DIM or fs.min() < 0 or fs.max() >= len(frames)):
+        raise ValueError("bad embedding shape or face index")
+    return FaceTrack(info_from_meta(meta), meta["sample_fps"], frames, fs, boxes.reshape(-1, 4), probs, emb.reshape(-1, EMB_DIM))
 
 
 def _extract(path: Path, config: Config, embedder: Embedder, out_dir: Path, progress: Progress | None) -> None:
@@ -218,26 +193,9 @@ def load_or_extract(
     path: Path, config: Config, embedder: Embedder, progress: Progress | None = None, timer: StageTimer | None = None
 ) -> tuple[FaceTrack, bool]:
     """The video's faces from the cache, else found now (and cached). Returns (faces, from_cache)."""
-    timer = timer or StageTimer()
-    with timer.stage("hash_s"):
-        key = video_key(path, config.video_full_hash_max_bytes)
-    entry = cache_entry_dir(config, key, KIND, _params(config, embedder))
-    with timer.stage("features_s"):
-        track = _load_entry(entry)
-        if track is not None:
-            track.info.path = str(path)
-            return track, True
-        try:
-            write_entry_atomically(entry, lambda d: _extract(path, config, embedder, d, progress))
-            track = _load_entry(entry)
-        except OSError as e:  # read-only or full cache disk: search anyway, uncached
-            log.warning("cannot write the video cache under %s (%s); faces are not cached", config.cache_dir, e)
-            with tempfile.TemporaryDirectory(prefix="rvs-video-") as tmp:
-                _extract(path, config, embedder, Path(tmp), progress)
-                track = _load_entry(Path(tmp))
-    if track is None:
-        raise RuntimeError(f"video cache entry {entry} unreadable right after writing it")
-    return track, False
+    return cache.load_or_extract(
+        path, config, KIND, _params(config, embedder), _parse_entry, lambda d: _extract(path, config, embedder, d, progress), timer
+    )
 
 
 def query_embedding(query_image: ImageLike, config: Config, embedder: Embedder) -> tuple[np.ndarray, np.ndarray]:
@@ -254,7 +212,7 @@ def query_embedding(query_image: ImageLike, config: Config, embedder: Embedder) 
 
 
 def search_faces(query_image: ImageLike, video_path: str | os.PathLike, config: Config, progress: Progress | None = None) -> VideoResult:
-    """See `rvs.video.search_video_faces`."""
+    """See `rvs.video.api.search_video_faces`."""
     with torch_threads(config.video_torch_threads):
         return _search_faces(query_image, video_path, config, progress)
 
