@@ -321,7 +321,7 @@ def crossover(sizes: dict, key: str = "annoy_best") -> dict:
 
 def bench_incremental(cfg: Config, lfw: Path, n_add: int = 100) -> dict:
     from rvs.gallery import build_index
-    from rvs.lfw import list_images
+    from rvs.lfw.dataset import list_images
 
     items = list_images(lfw)
     rng = random.Random(0)
@@ -362,9 +362,9 @@ def bench_incremental(cfg: Config, lfw: Path, n_add: int = 100) -> dict:
 def bench_ray(cfg: Config, lfw: Path, n: int = 400) -> dict:
     """The embedding stage on the same photos: in this process vs Ray Data on a local Ray
     (started and stopped inside the timing; one actor per CPU, one torch thread each)."""
-    from rvs.detect import FaceDetector
     from rvs.distributed import ray_detect_embed
-    from rvs.embed import Embedder
+    from rvs.faces.detect import FaceDetector
+    from rvs.faces.embed import Embedder
     from rvs.gallery import detect_embed, folder_photos
 
     photos = folder_photos(lfw)
@@ -427,12 +427,12 @@ def main() -> int:
             OUT.write_text(json.dumps(res, indent=1) + "\n")
             gc.collect()
     if "ray" in args.parts:
-        from rvs.lfw import lfw_images_dir
+        from rvs.lfw.dataset import lfw_images_dir
 
         res["ray"] = bench_ray(cfg, lfw_images_dir())
         print(res["ray"], flush=True)
     if "incremental" in args.parts:
-        from rvs.lfw import lfw_images_dir
+        from rvs.lfw.dataset import lfw_images_dir
 
         res["incremental"] = bench_incremental(cfg, lfw_images_dir())
         res["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -50,7 +50,7 @@ def build_artifact(work: Path) -> Path:
     from rvs.config import Config
     from rvs.gallery import build_index
     from rvs.hub import export_artifacts
-    from rvs.lfw import list_images
+    from rvs.lfw.dataset import list_images
 
     cfg = Config.from_env(cache_dir=work / "build-cache", index_dir=work / "index")
     # The converted default weights are cached per machine: reuse them (the Space gets them in the artifact).
@@ -159,7 +159,7 @@ class Space:
 
 
 def has_face(path: str) -> bool:
-    from rvs.detect import FaceDetector
+    from rvs.faces.detect import FaceDetector
     from rvs.imageio import load_image
 
     global _DET

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Files shipped inside the package (embedding centres, open-set reference embeddings).
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 
 
 def default_cache_dir() -> Path:

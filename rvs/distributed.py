@@ -31,8 +31,8 @@ class _EmbedStage:
     def __init__(self, config: Config, all_faces: bool, threads: int):
         import torch
 
-        from rvs.detect import FaceDetector
-        from rvs.embed import Embedder
+        from rvs.faces.detect import FaceDetector
+        from rvs.faces.embed import Embedder
 
         torch.set_num_threads(max(1, threads))
         self.config, self.all_faces = config, all_faces

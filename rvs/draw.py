@@ -96,22 +96,6 @@ def draw_faces(
     return out
 
 
-def crop_box(image: Image.Image, box: Sequence[float], margin: float = 0.35, size: int = 192) -> Image.Image:
-    """A square thumbnail of `box` grown by `margin` (share of the box side) on each side,
-    clamped to the image, resized to `size` px."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    half = max(x2 - x1, y2 - y1) * (0.5 + margin)
-    x0, y0 = max(0, round(cx - half)), max(0, round(cy - half))
-    x1, y1 = min(image.width, round(cx + half)), min(image.height, round(cy + half))
-    if x1 - x0 < 2 or y1 - y0 < 2:  # a box outside the image (bad metadata): show the whole image
-        x0, y0, x1, y1 = 0, 0, image.width, image.height
-    tile = image.crop((x0, y0, x1, y1))
-    tile.thumbnail((size, size), Image.LANCZOS)
-    # Pad to a square so the result gallery's grid stays even.
-    sq = Image.new("RGB", (size, size), (24, 24, 27))
-    sq.paste(tile, ((size - tile.width) // 2, (size - tile.height) // 2))
-    return sq
 
 
 def placeholder_tile(text: str, size: int = 192) -> Image.Image:

@@ -34,10 +34,10 @@ import numpy as np
 from tqdm import tqdm
 
 from rvs.config import Config
-from rvs.detect import DETECTOR_ID, crop_face
 from rvs.errors import RvsError
+from rvs.faces.detect import DETECTOR_ID, crop_face
 from rvs.fileio import atomic_write
-from rvs.lfw import Pair, lfw_images_dir, lfw_root, read_pairs, read_people
+from rvs.lfw.dataset import Pair, lfw_images_dir, lfw_root, read_pairs, read_people
 from rvs.metrics import average_precision, hits_matrix, ranked_exact, recall_at
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ class CropCache:
 
     # -- filling
     def _detect_missing(self, rel_paths: Sequence[str]) -> None:
-        from rvs.detect import FaceDetector
+        from rvs.faces.detect import FaceDetector
         from rvs.gallery import align_main_faces
 
         index = self._scan()
@@ -505,7 +505,7 @@ def default_embedder(config: Config, weights: str | None = None) -> tuple[EmbedF
     """(embed function, model id) for InceptionResnetV1 with `weights` (default: config.weights)."""
     import dataclasses
 
-    from rvs.embed import Embedder
+    from rvs.faces.embed import Embedder
 
     cfg = dataclasses.replace(config, weights=weights) if weights else config
     emb = Embedder(cfg)
@@ -513,7 +513,7 @@ def default_embedder(config: Config, weights: str | None = None) -> tuple[EmbedF
 
 
 def embedding_cache_id(emb) -> str:
-    """Keys `embed_crops`' cache for an `rvs.embed.Embedder`: its model id and precision (bf16 and
+    """Keys `embed_crops`' cache for an `rvs.faces.embed.Embedder`: its model id and precision (bf16 and
     fp32 embeddings differ slightly, so they are kept apart)."""
     return emb.model_id + ("@bf16" if emb.bf16 else "@fp32")
 
@@ -579,7 +579,7 @@ def reference_center(config: Config, people_file: Path | None = None, progress: 
 
     people_file = Path(people_file or lfw_root(config) / "peopleDevTrain.txt")
     cfg = dataclasses.replace(config, center_embeddings=False, embed_precision="fp32")
-    from rvs.embed import Embedder
+    from rvs.faces.embed import Embedder
 
     emb = Embedder(cfg)
     cache = CropCache(cfg, progress=progress)

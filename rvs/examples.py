@@ -51,8 +51,7 @@ def probe_photos(index_meta: dict, lfw: Path, n: int = 2) -> list[tuple[str, Pat
 
 def bundle_examples(config: Config, out_dir: Path, index_meta: dict | None = None, detector=None) -> list[dict]:
     """Write the examples that exist on this machine into out_dir/examples; returns the entries."""
-    from rvs.draw import crop_box
-    from rvs.imageio import load_image
+    from rvs.imageio import crop_box, load_image
 
     d = out_dir / EXAMPLES_DIR
     d.mkdir(parents=True, exist_ok=True)

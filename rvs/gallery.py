@@ -17,15 +17,15 @@ import numpy as np
 from tqdm import tqdm
 
 from rvs.config import Config
-from rvs.detect import DETECTOR_ID, Face, FaceDetector, select_main_face
-from rvs.embed import Embedder
 from rvs.errors import BadInputError, IndexError_, RvsError
+from rvs.faces.detect import DETECTOR_ID, Face, FaceDetector, select_main_face
+from rvs.faces.embed import Embedder
+from rvs.faces.recipe import recipe_of
 from rvs.fileio import sha256_file
 from rvs.identify import OpenSetModel, Reference, calibrate
 from rvs.imageio import load_image
 from rvs.index import META_FIELDS, FaceIndex
-from rvs.lfw import list_images
-from rvs.recipe import recipe_of
+from rvs.lfw.dataset import list_images
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +325,7 @@ def build_index(
     # The crops were cut with the detector's settings, which may not be `config`'s.
     dc = getattr(detector, "config", config)
     index.extra["crop"] = {"size": dc.face_size, "margin": dc.margin, "margin_units": dc.margin_units}
-    # What every query must match to be compared with these faces (rvs.recipe; SearchEngine checks it).
+    # What every query must match to be compared with these faces (rvs.faces.recipe; SearchEngine checks it).
     index.extra["recipe"] = recipe
     index.extra["all_faces"] = bool(all_faces)
     if not len(index):

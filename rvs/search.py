@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from rvs.config import Config
-from rvs.detect import Face, FaceDetector
-from rvs.embed import Embedder
 from rvs.errors import IndexError_, NoFaceError, RvsError
+from rvs.faces.detect import Face, FaceDetector
+from rvs.faces.embed import Embedder
+from rvs.faces.quality import naming_problem
+from rvs.faces.recipe import check_index_recipe, recipe_of
 from rvs.identify import Identification, Identifier, OpenSetModel
 from rvs.imageio import ImageLike, load_image
 from rvs.index import FaceIndex
-from rvs.quality import naming_problem
-from rvs.recipe import check_index_recipe, recipe_of
 
 
 @dataclass

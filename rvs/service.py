@@ -42,13 +42,13 @@ import numpy as np
 from PIL import Image
 
 from rvs.config import Config
-from rvs.draw import crop_box, draw_faces, fit, format_time, placeholder_tile, similarity_plot
+from rvs.draw import draw_faces, fit, format_time, placeholder_tile, similarity_plot
 from rvs.errors import BadInputError, IndexError_, RvsError
+from rvs.faces.recipe import check_index_recipe, embedder_precision, embedding_recipe, recipe_digest, recipe_of
 from rvs.hub import Artifacts, resolve_artifacts
 from rvs.identify import format_probability
-from rvs.imageio import ImageLike, load_image
+from rvs.imageio import ImageLike, crop_box, load_image
 from rvs.index import FaceIndex
-from rvs.recipe import check_index_recipe, embedder_precision, embedding_recipe, recipe_digest, recipe_of
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def starter_selection(folder: Path, people: int = STARTER_PEOPLE, per_person: in
     """(identity, images) of the `people` identities with the most images, `per_person` each
     (first in name order); 0 means no limit. Folder-per-person trees (LFW) group by sub-folder;
     a flat folder counts each image as its own identity."""
-    from rvs.lfw import list_images
+    from rvs.lfw.dataset import list_images
 
     groups: dict[str, list[Path]] = {}
     for ident, path in list_images(folder):
@@ -92,7 +92,7 @@ def starter_selection(folder: Path, people: int = STARTER_PEOPLE, per_person: in
 
 def _selection_digest(folder: Path, selection: list[tuple[str, list[Path]]], recipe: dict) -> str:
     """Keys a saved starter gallery: the folder, the photos chosen, and the embedding recipe
-    (rvs.recipe: weights, centre, precision, detector, crop geometry, detection thresholds)."""
+    (rvs.faces.recipe: weights, centre, precision, detector, crop geometry, detection thresholds)."""
     h = hashlib.sha256(f"{folder.resolve()}\0{recipe_digest(recipe)}".encode())
     for _, paths in selection:
         for p in paths:
@@ -126,7 +126,7 @@ def build_starter(
     The selection is indexed through a temporary folder of symlinks, so `rvs.gallery.build_index`
     does the work and the photos are never copied; the saved index points at `folder` itself.
     """
-    from rvs.embed import Embedder
+    from rvs.faces.embed import Embedder
     from rvs.gallery import build_index, ensure_calibrated
 
     folder = Path(folder).expanduser()
@@ -698,7 +698,7 @@ class Service:
             out.append((video, frame, "frame"))
             face = d / "arcade_faces_face_1.00s.jpg"
             if not face.is_file():
-                from rvs.detect import FaceDetector
+                from rvs.faces.detect import FaceDetector
 
                 img = read_frame(video, 1.0)
                 detector = self.engine.detector if self.engine is not None else FaceDetector(self.config)
@@ -771,8 +771,8 @@ def load_service(
     starter_per_person: the starter's size (default: RVS_STARTER_PEOPLE / RVS_STARTER_PER_PERSON,
     else 300 x 3; 0 = no limit). Never raises for a missing gallery: the Service reports it.
     """
-    from rvs.detect import FaceDetector
-    from rvs.embed import Embedder
+    from rvs.faces.detect import FaceDetector
+    from rvs.faces.embed import Embedder
     from rvs.search import SearchEngine
 
     config = config or Config.from_env()

@@ -31,8 +31,7 @@ BIN, OFFSETS = "thumbs.bin", "thumbs.npy"
 def write_thumbnails(out_dir: Path, source_folder: Path | None, paths: Sequence[str], boxes: Sequence[Sequence[float]], quality: int = 85) -> int:
     """Cut each item's face (box + margin) from its photo under `source_folder` and pack them.
     Returns how many thumbnails were written (photos missing locally are left empty)."""
-    from rvs.draw import crop_box
-    from rvs.imageio import load_image
+    from rvs.imageio import crop_box, load_image
 
     out_dir.mkdir(parents=True, exist_ok=True)
     offsets = [0]

@@ -58,14 +58,14 @@ def config(tmp_path_factory) -> Config:
 
 @pytest.fixture(scope="session")
 def detector(config):
-    from rvs.detect import FaceDetector
+    from rvs.faces.detect import FaceDetector
 
     return FaceDetector(config)
 
 
 @pytest.fixture(scope="session")
 def embedder(config):
-    from rvs.embed import Embedder
+    from rvs.faces.embed import Embedder
 
     return Embedder(config)
 

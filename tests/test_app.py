@@ -153,7 +153,7 @@ def test_starter_reused_and_rebuilt_when_its_recipe_changes(service, tmp_path, m
     import dataclasses
 
     import rvs.gallery
-    from rvs.detect import FaceDetector
+    from rvs.faces.detect import FaceDetector
     from rvs.service import build_starter
 
     folder = small_gallery(tmp_path / "g", APP_PEOPLE[:3], nums=(3, 4))

@@ -15,7 +15,7 @@ from rvs.evaluate import (
     roc_auc,
     tar_at_far,
 )
-from rvs.lfw import Pair, read_pairs
+from rvs.lfw.dataset import Pair, read_pairs
 from tests.conftest import requires_data
 
 # Measured here (python -m rvs eval, pairs.txt, default weights, margin 32, Euclidean distance):

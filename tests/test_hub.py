@@ -2,7 +2,7 @@
 tamper, missing repo, unreachable Hub, offline cache, and the model card.
 
 The real huggingface_hub client does all HTTP; only the server is fake. Weights are a real
-InceptionResnetV1 state dict in float16 (the shape checks of rvs.weights pass; half the bytes),
+InceptionResnetV1 state dict in float16 (the shape checks of rvs.models.weights pass; half the bytes),
 indexes are real `FaceIndex` folders of random unit vectors.
 """
 
@@ -152,8 +152,8 @@ def test_push_then_pull_into_empty_cache(hub, pushed, env):
     ids, dists = idx.search(idx.embeddings[:3], k=1)
     assert ids[:, 0].tolist() == [0, 1, 2] and np.allclose(dists[:, 0], 0, atol=1e-3)
 
-    # The embedder loads the pulled weights through rvs.weights and gets the index's model id.
-    from rvs.weights import load_weights
+    # The embedder loads the pulled weights through rvs.models.weights and gets the index's model id.
+    from rvs.models.weights import load_weights
 
     cfg = arts.apply(hub_config(env))
     assert load_weights(cfg.weights, cfg).model_id == MODEL_ID
@@ -354,7 +354,7 @@ def test_embedding_centre_travels_through_the_hub(hub, env, tmp_path):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from rvs.weights import CENTER_KEY, center_digest, load_weights
+    from rvs.models.weights import CENTER_KEY, center_digest, load_weights
 
     src = make_weights(tmp_path / "w.safetensors")
     center = np.random.default_rng(3).normal(size=512).astype(np.float32) * 0.05

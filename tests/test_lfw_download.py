@@ -14,8 +14,8 @@ import pytest
 from conftest import LFW, requires_data
 
 from rvs.errors import RvsError
-from rvs.lfw import read_pairs
-from rvs.lfw_download import ARCHIVE, IMAGES_DIR, PROTOCOL_FILES, download_lfw
+from rvs.lfw.dataset import read_pairs
+from rvs.lfw.download import ARCHIVE, IMAGES_DIR, PROTOCOL_FILES, download_lfw
 
 pytestmark = requires_data
 
@@ -90,7 +90,7 @@ def mirror_files(archive: bytes) -> dict[str, bytes]:
 
 
 def test_download_resume_verify_and_reuse(tmp_path, monkeypatch):
-    monkeypatch.setattr("rvs.lfw_download.CHUNK", 4096)  # the test archive is only ~70 kB
+    monkeypatch.setattr("rvs.lfw.download.CHUNK", 4096)  # the test archive is only ~70 kB
     archive = make_archive()
     dest = tmp_path / "lfw"
     with Mirror(mirror_files(archive), cut_after=len(archive) // 3) as m:
@@ -145,8 +145,8 @@ def test_cli_reports_what_it_fetched(tmp_path, capsys):
     from rvs.cli import main
 
     with Mirror(mirror_files(make_archive())) as m, pytest.MonkeyPatch.context() as mp:
-        mp.setattr("rvs.lfw_download.LFW_PEOPLE", 3)  # the mirror's small archive
-        mp.setattr("rvs.lfw_download.LFW_IMAGES", 9)
+        mp.setattr("rvs.lfw.download.LFW_PEOPLE", 3)  # the mirror's small archive
+        mp.setattr("rvs.lfw.download.LFW_IMAGES", 9)
         assert main(["lfw", "download", "--dest", str(tmp_path / "lfw"), "--url", m.url, "--quiet"]) == 0
     out = capsys.readouterr().out
     assert f"LFW ready in {tmp_path / 'lfw'}" in out and IMAGES_DIR in out and "RVS_DATA=" in out

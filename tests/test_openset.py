@@ -251,7 +251,7 @@ def test_weak_detections_are_dropped(detector, photo, junk_box):
 
 
 def test_scattered_landmarks_are_not_a_face():
-    from rvs.detect import plausible_landmarks
+    from rvs.faces.detect import plausible_landmarks
 
     box = np.array([100, 100, 200, 220], np.float32)
     face = np.array([[130, 150], [170, 150], [150, 175], [135, 195], [165, 195]], np.float32)
@@ -290,6 +290,6 @@ def _iou(a, b) -> float:
 
 
 def _detector_with(**kw):
-    from rvs.detect import FaceDetector
+    from rvs.faces.detect import FaceDetector
 
     return FaceDetector(Config(**kw))

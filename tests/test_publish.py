@@ -51,8 +51,8 @@ def exported(config, tmp_path_factory):
 
 def test_train_index_push_pull_search(config, exported, tmp_path, monkeypatch):
     from rvs.hub import resolve_artifacts
+    from rvs.models.weights import load_weights
     from rvs.search import SearchEngine
-    from rvs.weights import load_weights
 
     gallery = tmp_path / "gallery"
     for name in PEOPLE:
@@ -101,7 +101,7 @@ def test_train_index_push_pull_search(config, exported, tmp_path, monkeypatch):
     assert "no open-set calibration" in engine.calibration_problem
     # The pulled model embeds exactly like the exported file.
     x = np.random.default_rng(0).integers(0, 255, (1, 160, 160, 3), dtype=np.uint8)
-    from rvs.embed import Embedder
+    from rvs.faces.embed import Embedder
 
     a = Embedder(arts.apply(cfg)).embed(x)
     b = Embedder(Config(weights=weights, cache_dir=tmp_path / "c")).embed(x)

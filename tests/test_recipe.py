@@ -1,4 +1,4 @@
-"""The embedding recipe (rvs.recipe): it changes with everything that changes a face's vector, keys
+"""The embedding recipe (rvs.faces.recipe): it changes with everything that changes a face's vector, keys
 the caches and memos, and a gallery made otherwise is refused when a query meets it."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from conftest import GALLERY_PEOPLE, lfw_image, requires_data
 
 from rvs.config import Config
 from rvs.errors import IndexError_
-from rvs.recipe import QUERY_COMPATIBLE, check_index_recipe, embedding_recipe, recipe_differences, recipe_digest
+from rvs.faces.recipe import QUERY_COMPATIBLE, check_index_recipe, embedding_recipe, recipe_differences, recipe_digest
 
 MODEL = "facenet-casia-webface-20180408-102900+center-1234abcd"
 
@@ -95,7 +95,7 @@ def test_video_face_memos_and_cache_key_follow_the_recipe():
 @pytest.fixture(scope="module")
 def wide_margin_index(tmp_path_factory, embedder):
     """A small gallery cut with a 44 px margin instead of 32."""
-    from rvs.detect import FaceDetector
+    from rvs.faces.detect import FaceDetector
     from rvs.gallery import build_index
 
     root = tmp_path_factory.mktemp("wide")
@@ -119,7 +119,7 @@ def test_gallery_cut_otherwise_is_refused(wide_margin_index, config, detector, e
         SearchEngine(index, config, detector=detector, embedder=embedder)
     assert "\n" not in str(e.value)
     # Searched with the settings it was built with, it is accepted.
-    from rvs.detect import FaceDetector
+    from rvs.faces.detect import FaceDetector
 
     wide = Config(margin=44)
     engine = SearchEngine(index, wide, detector=FaceDetector(wide), embedder=embedder)

@@ -162,7 +162,7 @@ def test_crop_margin_units(detector, embedder):
     """Both crop geometries on a real face: "crop" units keep the face at (160 - 2*16)/160 of the
     crop whatever the photo's scale; "image" units (Sandberg's alignment) add a fixed 32 photo
     pixels, so the face's share grows with its size. Either way the crop is of the same person."""
-    from rvs.detect import crop_face
+    from rvs.faces.detect import crop_face
 
     img = load_image(lfw_image("Colin_Powell", 1))
     face = detector.detect([img])[0][0]

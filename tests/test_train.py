@@ -307,9 +307,9 @@ def test_checkpoint_roundtrip_restores_everything(tmp_path):
 
 @requires_data
 def test_export_loads_with_rvs_weights(config, tmp_path):
-    from rvs.embed import build_model
+    from rvs.faces.embed import build_model
+    from rvs.models.weights import load_weights
     from rvs.train.export import export_encoder
-    from rvs.weights import load_weights
 
     torch.manual_seed(0)
     enc = build_model(None)
@@ -320,8 +320,8 @@ def test_export_loads_with_rvs_weights(config, tmp_path):
     assert w.center is None and w.embedding_id() == w.model_id
 
     # With an embedding centre: stored in the same file, applied by the embedder, named in the id.
-    from rvs.embed import Embedder
-    from rvs.weights import center_digest
+    from rvs.faces.embed import Embedder
+    from rvs.models.weights import center_digest
 
     c = np.random.default_rng(0).normal(size=512).astype(np.float32) * 0.05
     side_c = export_encoder(enc, tmp_path / "enc_c.safetensors", center=c)
@@ -360,10 +360,10 @@ def test_improved_train_mode_keeps_the_pretrained_function(config, tiny_split):
 def test_improved_run_exports_encoder_with_its_centre(config, tiny_split, tmp_path, monkeypatch):
     """A short improved run exports an encoder that carries its own embedding centre (the mean
     embedding of its training images), so `--weights export.safetensors` embeds like the run scored."""
-    from rvs.embed import Embedder
+    from rvs.faces.embed import Embedder
+    from rvs.models.weights import load_weights
     from rvs.train import data as data_mod
     from rvs.train import loop
-    from rvs.weights import load_weights
 
     monkeypatch.setattr(
         loop, "read_split_people", lambda which, cfg, n=0, seed=0: TINY_PEOPLE if which == "train" else data_mod.read_split_people(which, cfg)

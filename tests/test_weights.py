@@ -14,11 +14,11 @@ import pytest
 import torch
 from conftest import ConnectionCounter
 
-from rvs import tfgraph, weights
 from rvs.config import Config
-from rvs.embed import build_model, standardize
 from rvs.errors import WeightsError
+from rvs.faces.embed import build_model, standardize
 from rvs.fileio import sha256_file
+from rvs.models import tfgraph, weights
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def _data_dir() -> Path:
 @pytest.fixture(scope="module")
 def photo_crops() -> np.ndarray:
     """160x160 face crops of the 4 celebrity photos, one per person, found by MTCNN."""
-    from rvs.detect import FaceDetector
+    from rvs.faces.detect import FaceDetector
     from rvs.imageio import load_image
 
     paths = sorted((_data_dir() / "photos").glob("*/1.jpg"))
@@ -139,7 +139,7 @@ def test_matches_opencv_on_real_faces(model, photo_crops):
 
 def test_same_person_closer_than_strangers(model, casia):
     """LFW: two photos of George W Bush are closer than either is to Colin Powell."""
-    from rvs.detect import FaceDetector, select_main_face
+    from rvs.faces.detect import FaceDetector, select_main_face
     from rvs.imageio import load_image
 
     lfw = _data_dir() / "lfw" / "images_deepfunneled"
@@ -186,7 +186,7 @@ def test_edited_center_file_is_refused(casia, tmp_path, monkeypatch):
 
 
 def test_embedder_centres_and_names_it(casia, model, photo_crops):
-    from rvs.embed import Embedder
+    from rvs.faces.embed import Embedder
 
     cfg = Config(device="cpu", embed_precision="fp32")
     plain = Embedder(cfg, model=model, model_id=casia.model_id)
@@ -227,7 +227,7 @@ def test_corrupt_cache_is_reconverted(casia, tmp_path, caplog):
         f.seek(-1, 1)
         f.write(bytes([b[0] ^ 0xFF]))
     assert sha256_file(cache) != casia.sha256
-    with caplog.at_level(logging.WARNING, logger="rvs.weights"):
+    with caplog.at_level(logging.WARNING, logger="rvs.models.weights"):
         w = weights.load_weights("casia-webface", Config(cache_dir=tmp_path))
     assert "fails its checksum" in caplog.text
     # Conversion is deterministic: the rebuilt cache is byte-identical to the real one.

@@ -1,5 +1,5 @@
 """`python -m rvs lfw download [--dest DIR] [--url BASE]`: fetch LFW onto a fresh machine
-(deep-funneled images + pairs.txt + View 1 lists; see `rvs.lfw_download`)."""
+(deep-funneled images + pairs.txt + View 1 lists; see `rvs.lfw.download`)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rvs.lfw import lfw_root
-    from rvs.lfw_download import download_lfw
+    from rvs.lfw.dataset import lfw_root
+    from rvs.lfw.download import download_lfw
 
     cfg = Config.from_env()
     dest = Path(args.dest) if args.dest else lfw_root(cfg)

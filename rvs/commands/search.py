@@ -110,7 +110,7 @@ def search_folder(args: argparse.Namespace, cfg: Config) -> int:
     """Every image under the folder, one at a time: one row per face found (a photo without a
     face or unreadable gets one row with `error`). CSV (lists as JSON) or JSONL by --out's suffix."""
     from rvs.errors import RvsError
-    from rvs.lfw import list_images
+    from rvs.lfw.dataset import list_images
     from rvs.search import SearchEngine
 
     folder = Path(args.image)

@@ -36,7 +36,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rvs import weights
+    from rvs.models import weights
 
     cfg = Config.from_env()
     if args.action == "convert":

@@ -6,7 +6,7 @@
   training identities; the first fully connected layer is the embedding.
 
 Modules: `config` (TrainConfig), `data` (splits, samplers, augmentation), `losses`, `models`,
-`loop` (train / resume / evaluate), `export` (encoder -> safetensors for rvs.weights).
+`loop` (train / resume / evaluate), `export` (encoder -> safetensors for rvs.models.weights).
 """
 
 from rvs.train.config import TrainConfig

@@ -49,7 +49,7 @@ class TrainConfig:
     num_train_people: int = 0  # 0 = all of peopleDevTrain (smaller for quick experiments)
 
     # --- improved model ---
-    init_weights: str = "casia-webface"  # encoder initialisation (rvs.weights spec); "" = random
+    init_weights: str = "casia-webface"  # encoder initialisation (rvs.models.weights spec); "" = random
     # Margin on the Euclidean distance between unit embeddings: sqrt(2) ~ 1.4 is "orthogonal", the
     # typical distance of two unrelated faces, above the ~1.1 same-person threshold, so different
     # people closer than that keep being pushed apart.

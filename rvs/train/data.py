@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from rvs.config import Config
 from rvs.errors import RvsError
 from rvs.evaluate import CropCache, people_images
-from rvs.lfw import lfw_root, read_people
+from rvs.lfw.dataset import lfw_root, read_people
 
 
 @dataclass
@@ -136,8 +136,8 @@ class ImageSampler:
 
 
 def to_input(crops: np.ndarray, size: int = 160) -> torch.Tensor:
-    """uint8 N x H x W x 3 -> standardized float N x 3 x size x size (rvs.embed.standardize)."""
-    from rvs.embed import standardize
+    """uint8 N x H x W x 3 -> standardized float N x 3 x size x size (rvs.faces.embed.standardize)."""
+    from rvs.faces.embed import standardize
 
     x = standardize(crops)
     if x.shape[-1] != size:

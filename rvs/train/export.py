@@ -1,4 +1,4 @@
-"""Export a fine-tuned encoder as weights that `rvs.weights.load_weights(path)` accepts.
+"""Export a fine-tuned encoder as weights that `rvs.models.weights.load_weights(path)` accepts.
 
 Output: `<name>.safetensors` (an InceptionResnetV1 state dict, no pickle) and the sidecar
 `<name>.safetensors.json` with model_id and sha256 (checked at load) plus provenance.
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from rvs.fileio import atomic_write, sha256_file, write_json_atomic
-from rvs.weights import CENTER_KEY, center_digest, check_center
+from rvs.models.weights import CENTER_KEY, center_digest, check_center
 
 
 def export_encoder(
@@ -21,8 +21,8 @@ def export_encoder(
 ) -> dict:
     """Write the encoder's weights to `path` (.safetensors) and its sidecar; return the sidecar.
 
-    center: the embedding centre to store with the weights (tensor `rvs.weights.CENTER_KEY`);
-    `rvs.embed.Embedder` applies it like the default weights' centre.
+    center: the embedding centre to store with the weights (tensor `rvs.models.weights.CENTER_KEY`);
+    `rvs.faces.embed.Embedder` applies it like the default weights' centre.
 
     The model id is `<prefix>-<first 12 hex of the file's sha256>`, so two different exports
     never share an id (index manifests use it to refuse mismatched embeddings).

@@ -8,7 +8,7 @@ Files in `cfg.out_dir`:
     checkpoint/state.json         step, sampler state, the config that wrote it
     metrics.jsonl                 one JSON line per `log_every` steps, plus the final evaluation
     config.json, result.json      the settings used, and the summary `train` returns
-    export/encoder.safetensors    improved model: the fine-tuned encoder for rvs.weights
+    export/encoder.safetensors    improved model: the fine-tuned encoder for rvs.models.weights
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from rvs.config import Config
-from rvs.embed import recenter, use_bf16
 from rvs.errors import RvsError
 from rvs.evaluate import CropCache, evaluate_view1_test
+from rvs.faces.embed import recenter, use_bf16
 from rvs.train.config import TrainConfig
 from rvs.train.data import ImageSampler, PairSampler, augment, check_disjoint, load_split, read_split_people, to_input
 from rvs.train.losses import improved_loss
@@ -146,7 +146,7 @@ def baseline_step(model, batch, cfg: TrainConfig, gen: torch.Generator, device: 
 
 def make_embed_fn(model, cfg: TrainConfig, device: torch.device, batch: int = 64, bf16: bool = False, center: np.ndarray | None = None):
     """uint8 crops -> unit embeddings with the model in eval mode (for rvs.evaluate); bf16 autocast
-    and centring as `rvs.embed.Embedder` does them, so trained and pretrained models are scored alike."""
+    and centring as `rvs.faces.embed.Embedder` does them, so trained and pretrained models are scored alike."""
     c = None if center is None else torch.as_tensor(center, dtype=torch.float32, device=device)
 
     def fn(crops: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The report's two models.
 
-Both take standardized input (rvs.embed.standardize: (x - 127.5) / 128) and expose
+Both take standardized input (rvs.faces.embed.standardize: (x - 127.5) / 128) and expose
 `embed(x) -> N x 512 unit vectors`, so evaluation treats them alike.
 """
 
@@ -104,11 +104,11 @@ class ImprovedModel(nn.Module):
 
 
 def build_improved(init_weights: str, config: Config, decoder_channels: int = 256, freeze_bn: bool = True) -> tuple[ImprovedModel, str]:
-    """(model, id of the initial weights). init_weights: an rvs.weights spec, or "" for random."""
-    from rvs.embed import build_model
+    """(model, id of the initial weights). init_weights: an rvs.models.weights spec, or "" for random."""
+    from rvs.faces.embed import build_model
 
     if init_weights:
-        from rvs.weights import load_weights
+        from rvs.models.weights import load_weights
 
         w = load_weights(init_weights, config)
         encoder, init_id = build_model(w.state_dict), w.model_id

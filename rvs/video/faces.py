@@ -16,7 +16,7 @@ smaller than ~50 px in a 1080p frame give unreliable embeddings anyway. Torch ru
 `video_torch_threads` (1) threads meanwhile, leaving the other core to the decode thread.
 
 The detected faces (frame, box, probability, embedding) are cached per video content hash, sampling
-rate and embedding recipe (rvs.recipe: weights, centre, precision, detector, crop geometry,
+rate and embedding recipe (rvs.faces.recipe: weights, centre, precision, detector, crop geometry,
 detection thresholds), so asking about another person in the same video
 costs one query embedding: `meta.json` + `faces.npz` (frames int32[S], face_sample int32[F],
 boxes float32[F, 4], probs float32[F], embeddings float32[F, 512]), no pickle.
@@ -38,12 +38,12 @@ import torch
 from PIL import Image
 
 from rvs.config import Config
-from rvs.detect import FaceDetector
-from rvs.embed import Embedder
 from rvs.errors import NoQueryFaceError
+from rvs.faces.detect import FaceDetector
+from rvs.faces.embed import Embedder
+from rvs.faces.recipe import detection_settings, embedder_precision, embedder_settings, embedding_recipe, recipe_digest
 from rvs.imageio import ImageLike, load_image
 from rvs.progress import Progress, scaled_progress
-from rvs.recipe import detection_settings, embedder_precision, embedder_settings, embedding_recipe, recipe_digest
 from rvs.video import cache
 from rvs.video.cache import CACHE_VERSION, StageTimer, cache_meta, info_from_meta, write_json
 from rvs.video.reader import FrameStream, SharedSetting, check_video_path
@@ -55,7 +55,7 @@ KIND = "faces"
 EMB_DIM = 512
 
 # Models are loaded once per process (the app calls the search many times): detectors per
-# device and detection settings of the embedding recipe (rvs.recipe: detector, crop geometry,
+# device and detection settings of the embedding recipe (rvs.faces.recipe: detector, crop geometry,
 # thresholds), embedders per device, weights cache and embedder settings (weights, centring,
 # precision).
 _DETECTORS: dict[tuple, FaceDetector] = {}

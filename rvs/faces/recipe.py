@@ -1,8 +1,8 @@
 """The embedding recipe: everything that decides which vector a face in a photo becomes.
 
 Two embeddings are comparable only when they were made the same way: the same weights and
-reference centre (the model id, `rvs.weights.embedding_id`), the same numeric precision, the
-same detector code (`rvs.detect.DETECTOR_ID`), the same crop geometry (size, margin, margin
+reference centre (the model id, `rvs.models.weights.embedding_id`), the same numeric precision, the
+same detector code (`rvs.faces.detect.DETECTOR_ID`), the same crop geometry (size, margin, margin
 units) and the same detection settings that decide which boxes are found and kept (MTCNN
 thresholds, minimum face size, the side detection runs at, the minimum face probability).
 
@@ -28,7 +28,7 @@ from rvs.errors import IndexError_
 RECIPE_VERSION = 1
 
 # Fields that may differ between a gallery and its queries without making them incomparable:
-# bf16 and fp32 embeddings of one crop agree to cosine > 0.9999 (rvs.embed), and the minimum face
+# bf16 and fp32 embeddings of one crop agree to cosine > 0.9999 (rvs.faces.embed), and the minimum face
 # probability only decides which detections are kept, not how a kept face is cut. Both still key
 # caches (a gallery's content changes with them), they are just not a reason to refuse a search.
 QUERY_COMPATIBLE = frozenset({"precision", "min_face_prob"})
@@ -36,7 +36,7 @@ QUERY_COMPATIBLE = frozenset({"precision", "min_face_prob"})
 
 def detection_settings(config: Config) -> dict[str, Any]:
     """The detection and crop settings of the recipe: what decides a face's box and crop."""
-    from rvs.detect import DETECTOR_ID
+    from rvs.faces.detect import DETECTOR_ID
 
     return {
         "detector": DETECTOR_ID,
@@ -58,7 +58,7 @@ def embedder_settings(config: Config) -> dict[str, Any]:
 
 def resolved_precision(config: Config) -> str:
     """"bf16" or "fp32": what `Config.embed_precision` ("auto" included) means on this machine."""
-    from rvs.embed import use_bf16
+    from rvs.faces.embed import use_bf16
 
     return "bf16" if use_bf16(config.embed_precision, config.torch_device()) else "fp32"
 
@@ -76,7 +76,7 @@ def embedding_recipe(config: Config, model_id: str, precision: str | None = None
 
 
 def embedder_precision(embedder: Any) -> str:
-    """"bf16" or "fp32": how an `rvs.embed.Embedder` runs."""
+    """"bf16" or "fp32": how an `rvs.faces.embed.Embedder` runs."""
     return "bf16" if getattr(embedder, "bf16", False) else "fp32"
 
 

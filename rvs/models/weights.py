@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rvs.config import Config
+from rvs.config import PACKAGE_DATA, Config
 from rvs.errors import WeightsError
 from rvs.fileio import atomic_write, sha256_file
 
@@ -101,7 +101,7 @@ class Weights:
 # Reference centres (data shipped with rvs: rvs/data/centers/<model id>.json)
 
 CENTER_KEY = "embedding_center"  # tensor name of the centre inside exported safetensors files
-CENTERS_DIR = Path(__file__).resolve().parent / "data" / "centers"
+CENTERS_DIR = PACKAGE_DATA / "centers"
 
 
 def center_digest(center: np.ndarray) -> str:
@@ -186,7 +186,7 @@ def convert_tf_graph(pb_path: str | os.PathLike, progress: bool = False) -> dict
     checked against what the PyTorch model hard-codes. Anything left over, missing or of the
     wrong shape raises WeightsError: a graph that does not match the model must not load.
     """
-    from rvs import tfgraph
+    from rvs.models import tfgraph
 
     try:
         nodes = tfgraph.load_graph(pb_path)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from rvs.config import Config
-from rvs.detect import Face
+from rvs.faces.detect import Face
 
 
 def sharpness(crop: np.ndarray) -> float:

@@ -54,7 +54,7 @@ def build_model(state_dict: dict | None = None) -> torch.nn.Module:
 class Embedder:
     """InceptionResnetV1 face embedder.
 
-    In: face crops as uint8 array N x 160 x 160 x 3 (RGB), e.g. `Face.crop` from rvs.detect.
+    In: face crops as uint8 array N x 160 x 160 x 3 (RGB), e.g. `Face.crop` from rvs.faces.detect.
     Out: float32 array N x 512, each row L2-normalised, so Euclidean distance d and cosine
     similarity s relate as d^2 = 2 - 2s. When the weights carry a reference centre and
     `Config.center_embeddings` is on, the network's unit output has the centre subtracted and is
@@ -71,14 +71,14 @@ class Embedder:
         self.config = config or Config()
         self.device = self.config.torch_device()
         if model is None:
-            from rvs.weights import load_weights
+            from rvs.models.weights import load_weights
 
             weights = load_weights(self.config.weights, self.config)
             model = build_model(weights.state_dict)
             model_id = weights.embedding_id(self.config.center_embeddings)
             center = weights.center if self.config.center_embeddings else None
         elif center is not None:
-            from rvs.weights import embedding_id
+            from rvs.models.weights import embedding_id
 
             model_id = embedding_id(model_id or "unknown", center)
         self.model = model.to(self.device).eval()

@@ -1,7 +1,7 @@
 """LFW: image lists and the standard protocols (View 1 people/pairs, View 2 pairs.txt).
 
 Works on any folder-per-person tree laid out like LFW (`<root>/<Name>/<Name>_NNNN.jpg`).
-Fetching LFW onto a fresh machine: `rvs.lfw_download` (`python -m rvs lfw download`).
+Fetching LFW onto a fresh machine: `rvs.lfw.download` (`python -m rvs lfw download`).
 """
 
 from __future__ import annotations
