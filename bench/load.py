@@ -45,7 +45,7 @@ RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
 from rvs.config import Config  # noqa: E402
-from rvs.lfw.dataset import list_images  # noqa: E402
+from rvs.gallery.photos import list_images  # noqa: E402
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ Protocol (people-disjoint, 10 folds):
   FPIR 1% / 0.1%, the naive baselines' thresholds) uses the other 9 folds' people only, and is
   measured on the held-out fold's probes. Figures are means over the 10 held-out folds.
 - FPIR: share of non-mated probes that get any name. DIR: share of mated probes named with
-  the right name. "at_threshold" is the app's operating point: rvs.identify.calibrate on the
+  the right name. "at_threshold" is the app's operating point: rvs.gallery.identify.calibrate on the
   gallery (leave-one-out + leave-one-identity-out examples from the gallery itself + reference
   strangers/people from the training folds), target FPIR `Config.open_set_fpir`.
 - Calibration: the probability shown to users, P(named identity is right), measured on the
@@ -41,8 +41,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rvs.config import Config  # noqa: E402
-from rvs.identify import Reference, Templates, calibrate, query_features  # noqa: E402
-from rvs.index import FaceIndex  # noqa: E402
+from rvs.gallery.identify import Reference, Templates, calibrate, query_features  # noqa: E402
+from rvs.gallery.store import FaceIndex  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FOLDS = 10

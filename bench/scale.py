@@ -23,7 +23,7 @@ Galleries
   real gallery: a person's mean plus within-person noise), never in the gallery. One query at a
   time (interactive latency), k = 10; recall@10 = overlap of a backend's top 10 with exact's.
 
-Backends (rvs.backends): exact numpy; Annoy (n_trees / search_k swept on 100k over the full
+Backends (rvs.gallery.backends): exact numpy; Annoy (n_trees / search_k swept on 100k over the full
 512-d embeddings; the shipped forest over 64 principal axes + re-ranking, and the full-vector
 forest at the shipped n_trees, with search_k swept at every size, all in "annoy_sweep"); Milvus (embedded Milvus
 Lite 2.5, IVF_FLAT, nprobe swept; Milvus Lite offers FLAT / IVF_FLAT only). Build seconds = from the embeddings in memory to
@@ -56,9 +56,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rvs import backends as B  # noqa: E402
 from rvs.config import Config  # noqa: E402
-from rvs.index import FaceIndex  # noqa: E402
+from rvs.gallery import backends as B  # noqa: E402
+from rvs.gallery.store import FaceIndex  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = RESULTS / "scale.json"
@@ -320,8 +320,8 @@ def crossover(sizes: dict, key: str = "annoy_best") -> dict:
 
 
 def bench_incremental(cfg: Config, lfw: Path, n_add: int = 100) -> dict:
-    from rvs.gallery import build_index
-    from rvs.lfw.dataset import list_images
+    from rvs.gallery.build import build_index
+    from rvs.gallery.photos import list_images
 
     items = list_images(lfw)
     rng = random.Random(0)
@@ -362,10 +362,11 @@ def bench_incremental(cfg: Config, lfw: Path, n_add: int = 100) -> dict:
 def bench_ray(cfg: Config, lfw: Path, n: int = 400) -> dict:
     """The embedding stage on the same photos: in this process vs Ray Data on a local Ray
     (started and stopped inside the timing; one actor per CPU, one torch thread each)."""
-    from rvs.distributed import ray_detect_embed
     from rvs.faces.detect import FaceDetector
     from rvs.faces.embed import Embedder
-    from rvs.gallery import detect_embed, folder_photos
+    from rvs.gallery.distributed import ray_detect_embed
+    from rvs.gallery.embedding import detect_embed
+    from rvs.gallery.photos import folder_photos
 
     photos = folder_photos(lfw)
     photos = [photos[i] for i in sorted(random.Random(1).sample(range(len(photos)), n))]

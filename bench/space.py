@@ -48,9 +48,9 @@ def free_port() -> int:
 def build_artifact(work: Path) -> Path:
     """A small LFW gallery index, exported as a Hub artifact folder (with thumbnails, examples)."""
     from rvs.config import Config
-    from rvs.gallery import build_index
+    from rvs.gallery.build import build_index
+    from rvs.gallery.photos import list_images
     from rvs.hub import export_artifacts
-    from rvs.lfw.dataset import list_images
 
     cfg = Config.from_env(cache_dir=work / "build-cache", index_dir=work / "index")
     # The converted default weights are cached per machine: reuse them (the Space gets them in the artifact).

@@ -153,8 +153,8 @@ class CropCache:
 
     # -- filling
     def _detect_missing(self, rel_paths: Sequence[str]) -> None:
+        from rvs.faces.align import align_main_faces
         from rvs.faces.detect import FaceDetector
-        from rvs.gallery import align_main_faces
 
         index = self._scan()
         missing = sorted({p for p in rel_paths if p not in index})

@@ -35,7 +35,7 @@ from typing import Any
 from rvs.config import Config
 from rvs.errors import IndexError_, RvsError, WeightsError
 from rvs.fileio import sha256_file, write_json_atomic
-from rvs.index import read_manifest, verify_files
+from rvs.gallery.store import read_manifest, verify_files
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ WEIGHTS_SIDECAR = "model.safetensors.json"
 MODEL_JSON = "model.json"
 CARD_FILE = "README.md"
 INDEX_SUBDIR = "index"
-GALLERY_SUBDIR = "gallery"  # face thumbnails (rvs.thumbnails)
+GALLERY_SUBDIR = "gallery"  # face thumbnails (rvs.gallery.thumbnails)
 REQUIRED_FILES = (WEIGHTS_FILE, MODEL_JSON, f"{INDEX_SUBDIR}/manifest.json")
 SHA_RE = re.compile(r"[0-9a-f]{40}")
 
@@ -529,7 +529,7 @@ def export_artifacts(
 
 def _export_extras(tmp: Path, src: Path, manifest: dict, config: Config) -> None:
     from rvs.examples import bundle_examples
-    from rvs.thumbnails import write_thumbnails
+    from rvs.gallery.thumbnails import write_thumbnails
 
     meta = json.loads((src / "meta.json").read_text())
     folder = Path(manifest["source_folder"]) if manifest.get("source_folder") else None

@@ -61,3 +61,9 @@ def progress_bar(total: float, desc: str, file: TextIO | None = None, **tqdm_kw:
 
         return tqdm(total=total, desc=desc, file=file, **tqdm_kw)
     return LineProgress(total, desc, file)
+
+
+def say(msg: str) -> None:
+    """A one-line status message on stderr (start-up, gallery building): visible in a terminal and
+    in a Space's log."""
+    print(f"[rvs] {msg}", file=sys.stderr, flush=True)

@@ -24,11 +24,9 @@ Video search loads its models lazily behind its own lock (rvs.video.faces).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -44,138 +42,34 @@ from PIL import Image
 from rvs.config import Config
 from rvs.draw import draw_faces, fit, format_time, placeholder_tile, similarity_plot
 from rvs.errors import BadInputError, IndexError_, RvsError
-from rvs.faces.recipe import check_index_recipe, embedder_precision, embedding_recipe, recipe_digest, recipe_of
+from rvs.faces.recipe import check_index_recipe, recipe_of
+from rvs.gallery.identify import format_probability
+from rvs.gallery.starter import FULL_INDEX_HINT, build_starter, lfw_folder
+from rvs.gallery.store import FaceIndex
 from rvs.hub import Artifacts, resolve_artifacts
-from rvs.identify import format_probability
 from rvs.imageio import ImageLike, crop_box, load_image
-from rvs.index import FaceIndex
+from rvs.progress import say
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 
-STARTER_PEOPLE = Config.starter_people
-STARTER_PER_PERSON = Config.starter_per_person
-STARTER_NAME = "lfw-starter"
-FULL_INDEX_HINT = "make index   (= python -m rvs index ../shared/data/lfw/images_deepfunneled)"
 MAX_VIDEO_FRAMES_SHOWN = 12
 THUMB = 192
 
 
-def _say(msg: str) -> None:
-    """Startup messages go to stderr: visible in a terminal and in the Spaces log."""
-    print(f"[rvs] {msg}", file=sys.stderr, flush=True)
 
 
-def lfw_folder(config: Config) -> Path:
-    return Path(config.data_dir) / "lfw" / "images_deepfunneled"
 
 
-# ---------------------------------------------------------------------------------------------
-# Starter gallery
 
 
-def starter_selection(folder: Path, people: int = STARTER_PEOPLE, per_person: int = STARTER_PER_PERSON) -> list[tuple[str, list[Path]]]:
-    """(identity, images) of the `people` identities with the most images, `per_person` each
-    (first in name order); 0 means no limit. Folder-per-person trees (LFW) group by sub-folder;
-    a flat folder counts each image as its own identity."""
-    from rvs.lfw.dataset import list_images
-
-    groups: dict[str, list[Path]] = {}
-    for ident, path in list_images(folder):
-        groups.setdefault(ident, []).append(path)
-    ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-    if people > 0:
-        ranked = ranked[:people]
-    return [(ident, sorted(paths)[:per_person] if per_person > 0 else sorted(paths)) for ident, paths in ranked]
 
 
-def _selection_digest(folder: Path, selection: list[tuple[str, list[Path]]], recipe: dict) -> str:
-    """Keys a saved starter gallery: the folder, the photos chosen, and the embedding recipe
-    (rvs.faces.recipe: weights, centre, precision, detector, crop geometry, detection thresholds)."""
-    h = hashlib.sha256(f"{folder.resolve()}\0{recipe_digest(recipe)}".encode())
-    for _, paths in selection:
-        for p in paths:
-            h.update(str(p.relative_to(folder)).encode() + b"\0")
-    return h.hexdigest()[:16]
 
 
-def starter_dir(config: Config, folder: Path) -> Path:
-    """`cache_dir/index/lfw-starter` for LFW; `<name>-starter-<hash>` for any other folder, so two
-    galleries never overwrite each other."""
-    base = Path(config.cache_dir) / "index"
-    if folder.resolve() == lfw_folder(config).resolve():
-        return base / STARTER_NAME
-    tag = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]
-    return base / f"{folder.name or 'gallery'}-starter-{tag}"
 
 
-def build_starter(
-    folder: str | os.PathLike,
-    config: Config,
-    detector: Any = None,
-    embedder: Any = None,
-    people: int = STARTER_PEOPLE,
-    per_person: int = STARTER_PER_PERSON,
-    out_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> tuple[FaceIndex, Path]:
-    """The starter gallery index of `folder` (see `starter_selection`), reused from disk when an
-    index of the same selection and model exists, else built (tqdm progress bar) and saved.
-
-    The selection is indexed through a temporary folder of symlinks, so `rvs.gallery.build_index`
-    does the work and the photos are never copied; the saved index points at `folder` itself.
-    """
-    from rvs.faces.embed import Embedder
-    from rvs.gallery import build_index, ensure_calibrated
-
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise RvsError(f"gallery folder {folder} does not exist")
-    out = Path(out_dir) if out_dir is not None else starter_dir(config, folder)
-    embedder = embedder or Embedder(config)
-    selection = starter_selection(folder, people, per_person)
-    n_images = sum(len(p) for _, p in selection)
-    if not n_images:
-        raise RvsError(f"gallery folder {folder} holds no images")
-    # The crops are cut by `detector` (its own config), else by a detector built from `config`.
-    recipe = embedding_recipe(getattr(detector, "config", None) or config, embedder.model_id, embedder_precision(embedder))
-    digest = _selection_digest(folder, selection, recipe)
-    try:
-        index = FaceIndex.load(out, expect_model_id=embedder.model_id)
-        if index.extra.get("starter_digest") == digest:
-            ensure_calibrated(index, config, save_to=out)
-            return index, out
-        _say(f"the starter gallery at {out} is out of date; rebuilding it")
-    except IndexError_:
-        pass
-    _say(
-        f"building a starter gallery: {n_images} images of {len(selection)} people from {folder} -> {out} "
-        f"(once; about {max(1, round(n_images / 6 / 60))} min on 2 cores)"
-    )
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="rvs-starter-") as tmp:
-        root = Path(tmp)
-        for _, paths in selection:
-            for p in paths:
-                link = root / p.relative_to(folder)
-                link.parent.mkdir(parents=True, exist_ok=True)
-                link.symlink_to(p.resolve())
-        # Incremental: photos the previous gallery at `out` already holds (same bytes, same recipe)
-        # are not embedded again; a grown or shrunk folder costs only its new photos.
-        index, summary = build_index(root, None, config, detector=detector, embedder=embedder, progress=progress, update=True, update_from=out)
-    # Paths in the index are relative to the link folder, which mirrors `folder`.
-    index.extra.update(
-        source_folder=str(folder.resolve()),
-        starter_digest=digest,
-        starter={"people": len(selection), "per_person": per_person, "images": n_images},
-    )
-    index.save(out)
-    _say(
-        f"starter gallery ready: {summary['faces_indexed']} faces of {summary['identities']} people in "
-        f"{time.perf_counter() - t0:.0f} s ({summary['images_without_face']} images without a face)"
-    )
-    return index, out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,7 +142,7 @@ def pretty_name(identity: str) -> str:
 class Service:
     """One search engine and where its model and gallery came from.
 
-    engine: rvs.search.SearchEngine, or None when no gallery could be loaded (`problem` says why;
+    engine: rvs.gallery.search.SearchEngine, or None when no gallery could be loaded (`problem` says why;
     video frame search still works). description: one line for the app header. notes: what went
     wrong on the way (e.g. the Hub was unreachable), for the header and the log.
     """
@@ -277,7 +171,7 @@ class Service:
         self.bundled_examples: list[dict] = []
         if self.artifact_folder is not None:
             from rvs.examples import load_examples
-            from rvs.thumbnails import Thumbnails
+            from rvs.gallery.thumbnails import Thumbnails
 
             if self.index is not None and (self.artifact_folder / "gallery").is_dir():
                 try:
@@ -773,7 +667,7 @@ def load_service(
     """
     from rvs.faces.detect import FaceDetector
     from rvs.faces.embed import Embedder
-    from rvs.search import SearchEngine
+    from rvs.gallery.search import SearchEngine
 
     config = config or Config.from_env()
     gallery = gallery or config.gallery or None
@@ -785,18 +679,18 @@ def load_service(
 
     if gallery is None:
         if config.hub_repo.strip() and not is_commit(config.hub_revision):
-            _say(unpinned_revision_warning(config))
+            say(unpinned_revision_warning(config))
         try:
             arts = resolved or resolve_artifacts(config)
         except RvsError as e:
-            _say(f"cannot use the Hub repo {config.hub_repo}@{config.hub_revision}: {e}" if config.hub_repo.strip() else str(e))
+            say(f"cannot use the Hub repo {config.hub_repo}@{config.hub_revision}: {e}" if config.hub_repo.strip() else str(e))
             if config.hub_repo.strip():
                 notes.append(f"Hub repo {config.hub_repo} unavailable ({_first_line(e)}); offline fallback in use")
                 # Offline fallback: default converted weights + the local index, if there is one.
                 try:
                     arts = resolve_artifacts(dataclasses.replace(config, hub_repo=""))
                 except RvsError as e2:
-                    _say(f"no local index either: {e2}")
+                    say(f"no local index either: {e2}")
     if arts is not None:
         config = arts.apply(config)
     folder = Path(gallery).expanduser() if gallery else lfw_folder(config)
@@ -806,14 +700,14 @@ def load_service(
     )
     if arts is None and not folder.is_dir():
         # Nothing to search: skip loading the face models (video frame search needs none).
-        _say(no_gallery)
+        say(no_gallery)
         return Service(config, None, None, notes, problem=no_gallery)
 
     try:
         detector = FaceDetector(config)
         embedder = Embedder(config)
     except RvsError as e:
-        _say(f"cannot load the face models: {e}")
+        say(f"cannot load the face models: {e}")
         return Service(config, None, None, notes, problem=f"face models unavailable: {_first_line(e)}")
 
     index: FaceIndex | None = None
@@ -824,7 +718,7 @@ def load_service(
             check_index_recipe(index.extra.get("recipe"), recipe_of(detector, embedder), f"index {arts.index_dir}")
             # Who gets a name is decided here, not by the publisher: the open-set model is fitted
             # again from the verified embeddings (seconds), in memory; the files stay as published.
-            from rvs.gallery import ensure_calibrated
+            from rvs.gallery.calibrate import ensure_calibrated
 
             ensure_calibrated(index, config, trust=arts.origin.startswith("local"))
         except RvsError as e:
@@ -836,20 +730,20 @@ def load_service(
                 index, out = build_starter(folder, config, detector, embedder, people, per_person, progress=progress)
                 arts = _starter_artifacts(index, out, folder, config)
                 if not gallery:
-                    _say(f"this is a starter gallery; for the full LFW gallery run:  {FULL_INDEX_HINT}")
+                    say(f"this is a starter gallery; for the full LFW gallery run:  {FULL_INDEX_HINT}")
             except RvsError as e:
                 problem = f"cannot build a gallery from {folder}: {_first_line(e)}"
         else:
             problem = no_gallery
     if problem:
-        _say(problem)
+        say(problem)
         return Service(config, None, None, notes, problem=problem)
 
     engine = SearchEngine(index, config, detector=detector, embedder=embedder)
     service = Service(config, engine, arts, notes)
     if warm:
         service.warm()
-    _say(f"{service.description} · ready in {time.perf_counter() - t0:.0f} s")
+    say(f"{service.description} · ready in {time.perf_counter() - t0:.0f} s")
     return service
 
 
@@ -884,13 +778,4 @@ def _first_line(e: BaseException) -> str:
     return s[0][:300] if s else type(e).__name__
 
 
-__all__ = [
-    "ImageAnswer",
-    "Service",
-    "VideoAnswer",
-    "build_starter",
-    "face_choices",
-    "load_service",
-    "parse_face",
-    "starter_selection",
-]
+__all__ = ["ImageAnswer", "Service", "VideoAnswer", "face_choices", "load_service", "parse_face"]

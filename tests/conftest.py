@@ -93,7 +93,7 @@ def gallery_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def built_index(gallery_dir, config, detector, embedder):
-    from rvs.gallery import build_index
+    from rvs.gallery.build import build_index
 
     index, summary = build_index(gallery_dir, config.index_dir, config, detector=detector, embedder=embedder, progress=False)
     return index, summary
@@ -101,7 +101,7 @@ def built_index(gallery_dir, config, detector, embedder):
 
 @pytest.fixture(scope="session")
 def engine(built_index, config, detector, embedder):
-    from rvs.search import SearchEngine
+    from rvs.gallery.search import SearchEngine
 
     return SearchEngine(built_index[0], config, detector=detector, embedder=embedder)
 

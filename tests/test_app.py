@@ -129,7 +129,7 @@ def png_header_only(path: Path, width: int, height: int) -> Path:
 
 
 def test_starter_gallery_built_from_folder(service, app_root):
-    from rvs.service import starter_selection
+    from rvs.gallery.starter import starter_selection
 
     assert service.engine is not None and service.problem is None
     idx = service.index
@@ -152,21 +152,21 @@ def test_starter_reused_and_rebuilt_when_its_recipe_changes(service, tmp_path, m
     folder, model id and detector id, so a changed crop setting silently reused the old one)."""
     import dataclasses
 
-    import rvs.gallery
+    import rvs.gallery.starter
     from rvs.faces.detect import FaceDetector
-    from rvs.service import build_starter
+    from rvs.gallery.starter import build_starter
 
     folder = small_gallery(tmp_path / "g", APP_PEOPLE[:3], nums=(3, 4))
     cfg = Config(cache_dir=make_cache(tmp_path))
     embedder = service.engine.embedder
     builds: list[Path] = []
-    real = rvs.gallery.build_index
+    real = rvs.gallery.starter.build_index
 
     def counting(folder, *a, **k):
         builds.append(folder)
         return real(folder, *a, **k)
 
-    monkeypatch.setattr(rvs.gallery, "build_index", counting)
+    monkeypatch.setattr(rvs.gallery.starter, "build_index", counting)
 
     def starter(**changes):
         c = dataclasses.replace(cfg, **changes)

@@ -13,13 +13,14 @@ import pytest
 from conftest import GALLERY_PEOPLE, PHOTOS, lfw_image
 
 from rvs.config import Config
-from rvs.index import FaceIndex
+from rvs.gallery.store import FaceIndex
 
 
 @pytest.fixture(scope="module")
 def probes(built_index, detector, embedder) -> np.ndarray:
     """Real query embeddings: photos 1-2 of the gallery people (not in the gallery)."""
-    from rvs.gallery import Photo, detect_embed
+    from rvs.gallery.embedding import detect_embed
+    from rvs.gallery.photos import Photo
 
     photos = [Photo(f"{n}/{i}", n, lfw_image(n, i)) for n in GALLERY_PEOPLE for i in (1, 2)]
     res, _, _ = detect_embed(photos, detector.config, detector, embedder, progress=False)
@@ -68,7 +69,7 @@ def test_backend_in_manifest_and_auto(built_index, tmp_path):
 def test_milvus_grows_shrinks_and_is_reused(built_index, tmp_path):
     """Milvus follows add/remove without a rebuild, keeps its store across save/load, and
     rebuilds it when its local record does not name the embeddings being loaded."""
-    from rvs.backends import MilvusBackend
+    from rvs.gallery.backends import MilvusBackend
 
     index = built_index[0]
     ix = _copy(index, "milvus")
@@ -119,7 +120,7 @@ def _link(src: Path, root: Path, person: str) -> Path:
 
 
 def test_incremental_update(gallery_dir, built_index, config, detector, embedder, tmp_path):
-    from rvs.gallery import build_index, remove_from_gallery
+    from rvs.gallery.build import build_index, remove_from_gallery
 
     root, out = tmp_path / "photos", tmp_path / "index"
     shutil.copytree(gallery_dir, root, symlinks=True)
@@ -199,8 +200,9 @@ def test_search_folder_one_row_per_face(index_copy, engine, tmp_path):
 def test_ray_embedding_stage_matches_single_process(config, detector, embedder):
     """The Ray Data path (a local Ray) gives the same faces as the in-process path."""
     pytest.importorskip("ray", reason="ray is pinned in requirements-dev.txt (make install)")
-    from rvs.distributed import ray_detect_embed
-    from rvs.gallery import Photo, detect_embed
+    from rvs.gallery.distributed import ray_detect_embed
+    from rvs.gallery.embedding import detect_embed
+    from rvs.gallery.photos import Photo
 
     photos = [Photo(f"{n}/{i}", n, str(lfw_image(n, i))) for n in GALLERY_PEOPLE[:3] for i in (1, 2)]
     photos.append(Photo("missing", "x", "/nonexistent/photo.jpg"))

@@ -192,14 +192,14 @@ def test_crop_cache_resumes_after_interruption(config, tmp_path, monkeypatch):
     import dataclasses
 
     import rvs.evaluate as ev
-    import rvs.gallery as gallery
+    import rvs.faces.align as align
     from rvs.errors import RvsError
 
     cfg = dataclasses.replace(config, cache_dir=tmp_path / "cache")
     paths = [f"Aaron_Peirsol/Aaron_Peirsol_{i:04d}.jpg" for i in (1, 2, 3, 4)] + ["Aaron_Sorkin/Aaron_Sorkin_0001.jpg"]
     monkeypatch.setattr(ev, "PART_SIZE", 2)
     cfg = dataclasses.replace(cfg, detect_batch_size=2)
-    real = gallery.align_main_faces
+    real = align.align_main_faces
     calls: list[int] = []
 
     def flaky(ps, *a, **k):
@@ -208,7 +208,7 @@ def test_crop_cache_resumes_after_interruption(config, tmp_path, monkeypatch):
             raise KeyboardInterrupt  # killed during the second part
         return real(ps, *a, **k)
 
-    monkeypatch.setattr(gallery, "align_main_faces", flaky)
+    monkeypatch.setattr(align, "align_main_faces", flaky)
     with pytest.raises(KeyboardInterrupt):
         ev.CropCache(cfg, progress=False).get(paths[:4])
     assert len(ev.CropCache(cfg).cached_paths()) == 2  # the first part survived

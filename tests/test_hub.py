@@ -23,6 +23,7 @@ from hubserver import FakeHub, hub_client_env
 from rvs.config import Config
 from rvs.errors import IndexError_, RvsError, WeightsError
 from rvs.fileio import sha256_file
+from rvs.gallery.store import FaceIndex
 from rvs.hub import (
     RVS_JSON,
     export_artifacts,
@@ -30,7 +31,6 @@ from rvs.hub import (
     resolve_artifacts,
     verify_artifact_folder,
 )
-from rvs.index import FaceIndex
 from rvs.modelcard import parse_front_matter, render_model_card
 
 MODEL_ID = "test-facenet-fp16"

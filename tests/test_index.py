@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rvs.config import Config
-from rvs.index import FaceIndex
+from rvs.gallery.store import FaceIndex
 
 N_ITEMS = 20_000
 N_QUERIES = 300

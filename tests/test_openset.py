@@ -11,7 +11,7 @@ from conftest import PHOTOS, lfw_image, requires_data
 from PIL import Image, ImageFilter
 
 from rvs.config import Config
-from rvs.identify import (
+from rvs.gallery.identify import (
     FEATURES,
     OpenSetModel,
     Reference,
@@ -133,8 +133,8 @@ def test_bad_stored_model_is_refused():
 
 
 def test_uncalibrated_gallery_names_no_one(built_index, config, detector, embedder):
-    from rvs.index import FaceIndex
-    from rvs.search import SearchEngine
+    from rvs.gallery.search import SearchEngine
+    from rvs.gallery.store import FaceIndex
 
     index = built_index[0]
     bare = FaceIndex(index.embeddings, index.meta, index.model_id, extra={k: v for k, v in index.extra.items() if k != "open_set"})
@@ -161,7 +161,7 @@ def test_small_or_blurred_faces_are_searched_but_not_named(engine, tmp_path):
 
 def test_name_threshold_override_zero_is_applied(built_index, detector, embedder):
     """--threshold 0 means 'name everyone' (a debugging aid): it must not be ignored as falsy."""
-    from rvs.search import SearchEngine
+    from rvs.gallery.search import SearchEngine
 
     cfg = Config(name_threshold=0.0)
     engine = SearchEngine(built_index[0], cfg, detector=detector, embedder=embedder)
@@ -185,8 +185,8 @@ def test_reference_ships_for_the_default_weights(embedder):
 def starter_engine(tmp_path_factory, detector, embedder):
     from conftest import LFW
 
-    from rvs.search import SearchEngine
-    from rvs.service import build_starter
+    from rvs.gallery.search import SearchEngine
+    from rvs.gallery.starter import build_starter
 
     cfg = Config(cache_dir=tmp_path_factory.mktemp("starter-cache"))
     index, out = build_starter(LFW, cfg, detector, embedder, progress=False)

@@ -50,9 +50,9 @@ def exported(config, tmp_path_factory):
 
 
 def test_train_index_push_pull_search(config, exported, tmp_path, monkeypatch):
+    from rvs.gallery.search import SearchEngine
     from rvs.hub import resolve_artifacts
     from rvs.models.weights import load_weights
-    from rvs.search import SearchEngine
 
     gallery = tmp_path / "gallery"
     for name in PEOPLE:

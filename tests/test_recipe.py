@@ -96,7 +96,7 @@ def test_video_face_memos_and_cache_key_follow_the_recipe():
 def wide_margin_index(tmp_path_factory, embedder):
     """A small gallery cut with a 44 px margin instead of 32."""
     from rvs.faces.detect import FaceDetector
-    from rvs.gallery import build_index
+    from rvs.gallery.build import build_index
 
     root = tmp_path_factory.mktemp("wide")
     for name in GALLERY_PEOPLE[:4]:
@@ -110,7 +110,7 @@ def wide_margin_index(tmp_path_factory, embedder):
 
 @requires_data
 def test_gallery_cut_otherwise_is_refused(wide_margin_index, config, detector, embedder):
-    from rvs.search import SearchEngine
+    from rvs.gallery.search import SearchEngine
 
     index = wide_margin_index
     assert index.extra["recipe"]["margin"] == 44 and index.extra["crop"]["margin"] == 44

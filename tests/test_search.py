@@ -10,8 +10,8 @@ from conftest import GALLERY_PEOPLE, PHOTOS, lfw_image, requires_data
 from PIL import Image
 
 from rvs.errors import IndexError_, NoFaceError
+from rvs.gallery.store import FaceIndex
 from rvs.imageio import load_image
-from rvs.index import FaceIndex
 
 pytestmark = requires_data
 

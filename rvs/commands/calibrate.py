@@ -23,9 +23,9 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rvs.gallery import calibrate_index
-    from rvs.identify import REFERENCE_DIR, reference_from_index
-    from rvs.index import FaceIndex
+    from rvs.gallery.calibrate import calibrate_index
+    from rvs.gallery.identify import REFERENCE_DIR, reference_from_index
+    from rvs.gallery.store import FaceIndex
 
     over = {"open_set_fpir": args.fpir} if args.fpir is not None else {}
     cfg = Config.from_env(**over)

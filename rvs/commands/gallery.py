@@ -24,8 +24,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rvs.gallery import remove_from_gallery
-    from rvs.index import FaceIndex
+    from rvs.gallery.build import remove_from_gallery
+    from rvs.gallery.store import FaceIndex
 
     cfg = Config.from_env()
     d = args.index or cfg.index_dir

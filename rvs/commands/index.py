@@ -31,7 +31,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rvs.errors import RvsError
-    from rvs.gallery import build_index
+    from rvs.gallery.build import build_index
 
     if bool(args.folder) == bool(args.uris):
         raise RvsError("give a FOLDER or --uris LIST (one of them)")

@@ -30,8 +30,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rvs.gallery.search import SearchEngine
     from rvs.imageio import load_image
-    from rvs.search import SearchEngine
 
     over = {"name_threshold": args.threshold} if args.threshold is not None else {}
     cfg = Config.from_env(**over)
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def describe(ident) -> str:
-    from rvs.identify import format_probability as fp
+    from rvs.gallery.identify import format_probability as fp
 
     if ident.identity is not None:
         return f"{ident.identity} (probability {fp(ident.probability)} that this is right; named above {fp(ident.threshold)})"
@@ -110,8 +110,8 @@ def search_folder(args: argparse.Namespace, cfg: Config) -> int:
     """Every image under the folder, one at a time: one row per face found (a photo without a
     face or unreadable gets one row with `error`). CSV (lists as JSON) or JSONL by --out's suffix."""
     from rvs.errors import RvsError
-    from rvs.lfw.dataset import list_images
-    from rvs.search import SearchEngine
+    from rvs.gallery.photos import list_images
+    from rvs.gallery.search import SearchEngine
 
     folder = Path(args.image)
     images = [p for _, p in list_images(folder)]

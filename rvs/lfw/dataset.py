@@ -11,8 +11,6 @@ from pathlib import Path
 
 from rvs.config import Config
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
 
 def lfw_root(config: Config | None = None) -> Path:
     """The LFW folder: `<data_dir>/lfw` (holds images_deepfunneled/ and the protocol files)."""
@@ -27,20 +25,6 @@ def image_path(images_dir: Path, name: str, num: int) -> Path:
     return images_dir / name / f"{name}_{num:04d}.jpg"
 
 
-def list_images(folder: str | Path) -> list[tuple[str, Path]]:
-    """(identity, path) for every image under `folder`, sorted.
-
-    Folder-per-person (LFW style): identity is the sub-folder name. A flat folder: identity is
-    the file name without extension (one identity per image).
-    """
-    folder = Path(folder)
-    out = []
-    for p in sorted(folder.rglob("*")):
-        if p.suffix.lower() in IMAGE_EXTS and p.is_file():
-            rel = p.relative_to(folder)
-            ident = rel.parts[0] if len(rel.parts) > 1 else p.stem
-            out.append((ident, p))
-    return out
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ def search_video_frames(
 
     return search_frames(query_image, video_path, config or Config(), progress)
 
+
 def search_video_faces(
     query_image: ImageLike, video_path: str | os.PathLike, config: Config | None = None, progress: Progress | None = None
 ) -> VideoResult:

@@ -32,6 +32,7 @@ _KEY_MEMO: dict[tuple, str] = {}
 
 _KEY_LOCK = threading.Lock()
 
+
 def video_key(path: Path, full_hash_max_bytes: int = 256 * 1024 * 1024) -> str:
     """A content hash of the file, so a renamed or copied video hits the cache and an edited one
     does not. sha256 of the whole file up to `full_hash_max_bytes` (about 0.5 s per GB); above that,
@@ -62,12 +63,14 @@ def video_key(path: Path, full_hash_max_bytes: int = 256 * 1024 * 1024) -> str:
         _KEY_MEMO[memo] = key
     return key
 
+
 def cache_entry_dir(config: Config, key: str, kind: str, params: dict) -> Path:
     """`cache_dir/video/<content key>/<kind>-<settings digest>`: one entry per settings that change
     the cached numbers, so changing e.g. the sampling rate never reads stale features."""
     digest = hashlib.sha256(json.dumps({"v": CACHE_VERSION, **params}, sort_keys=True).encode()).hexdigest()[:12]
     base = Path(config.video_cache_dir) if config.video_cache_dir else Path(config.cache_dir) / "video"
     return base / key / f"{kind}-{digest}"
+
 
 def write_entry_atomically(final: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp_dir)`, then rename the directory into place in one step, so a reader never
@@ -92,6 +95,7 @@ def write_entry_atomically(final: Path, write: Callable[[Path], None]) -> None:
             final.parent.rmdir()  # only succeeds if empty, i.e. nothing was cached for this video
         except OSError:
             pass
+
 
 def cache_meta(kind: str, version: int, params: dict, sample_fps: float, info: VideoInfo, path: Path, **counts: int) -> dict:
     """The meta.json of a cache entry: what was extracted, with which settings, from which video."""
@@ -118,8 +122,10 @@ def cache_meta(kind: str, version: int, params: dict, sample_fps: float, info: V
         "rvs_version": __version__,
     }
 
+
 def write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=1, sort_keys=True))
+
 
 def read_meta(entry: Path, kind: str) -> dict | None:
     """The entry's meta.json if present and of this version/kind, else None (= recompute)."""
@@ -130,6 +136,7 @@ def read_meta(entry: Path, kind: str) -> dict | None:
     if meta.get("version") != CACHE_VERSION or meta.get("kind") != kind:
         return None
     return meta
+
 
 class StageTimer:
     """Collects named stage durations for `VideoResult.timings`."""

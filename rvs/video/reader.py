@@ -33,11 +33,11 @@ FALLBACK_FPS = 25.0  # used when a container does not state a usable frame rate
 # truncated or corrupt file. Some containers (MKV, WebM) estimate the count from the duration, so a
 # few frames of slack avoid false alarms.
 TRUNCATION_SLACK_FRAMES = 2
-
 TRUNCATION_SLACK_SHARE = 0.02
 
 # read_frames decodes forward instead of seeking when the next frame is at most this far ahead.
 SEEK_FORWARD_FRAMES = 50
+
 
 class SharedSetting:
     """A process-wide setting (OpenCV's log level, torch's thread count) held at a value while any
@@ -68,7 +68,10 @@ class SharedSetting:
 
 _OPENCV_LOG_LEVEL = SharedSetting(cv2.getLogLevel, cv2.setLogLevel)
 
+
 @contextmanager
+
+
 def _quiet_opencv() -> Iterator[None]:
     """Silence OpenCV's own warnings ("can't open ... by name") while we open, decode or seek: the
     caller turns failures into one clear error, and the CLI should print one line, not three.
@@ -79,6 +82,7 @@ def _quiet_opencv() -> Iterator[None]:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     with _OPENCV_LOG_LEVEL.hold(2):  # errors only
         yield
+
 
 def check_video_path(video_path: str | os.PathLike) -> Path:
     """The path, or a BadInputError for a missing file, a directory, an empty file or a still image."""
@@ -101,6 +105,7 @@ def check_video_path(video_path: str | os.PathLike) -> Path:
     except Exception:
         pass  # not an image: good
     return path
+
 
 def _open(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
     with _quiet_opencv():
@@ -126,6 +131,7 @@ def _open(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
     )
     return cap, info
 
+
 def probe_video(video_path: str | os.PathLike) -> VideoInfo:
     """Header info of a video, after checking that it opens and its first frame decodes."""
     path = check_video_path(video_path)
@@ -139,6 +145,7 @@ def probe_video(video_path: str | os.PathLike) -> VideoInfo:
         raise BadInputError(f"{path}: opens as a video but no frame can be decoded (corrupt or truncated file)")
     return info
 
+
 def check_decoded(info: VideoInfo, n: int) -> None:
     """Raise if decoding yielded nothing, or clearly fewer frames than the header announces."""
     if n == 0:
@@ -150,6 +157,7 @@ def check_decoded(info: VideoInfo, n: int) -> None:
                 f"{info.path}: truncated or corrupt video: decoded {n} of the {info.frame_count} frames its header "
                 f"announces (decoding stopped at {n / info.fps:.2f} s)"
             )
+
 
 def _sampler(fps: float, sample_fps: float) -> Callable[[int], bool]:
     """`take(i)`: whether frame i is sampled, for `sample_fps` samples per second (<= 0: all)."""
@@ -167,16 +175,20 @@ def _sampler(fps: float, sample_fps: float) -> Callable[[int], bool]:
 
     return take
 
+
 def effective_sample_fps(fps: float, sample_fps: float) -> float:
     return fps if sample_fps <= 0 or sample_fps >= fps else sample_fps
+
 
 class _End:
     def __init__(self, n: int):
         self.n = n
 
+
 class _Failed:
     def __init__(self, exc: BaseException):
         self.exc = exc
+
 
 class FrameStream:
     """Iterate over (frame_index, transform(bgr_frame)) for each sampled frame, in order.
@@ -295,6 +307,7 @@ class FrameStream:
             self._stop.set()
             worker.join(timeout=10)
 
+
 def read_frames(video_path: str | os.PathLike, times: Sequence[float]) -> list[Image.Image]:
     """Full-size RGB frames at the given times (seconds), e.g. the best frame of each segment.
 
@@ -328,6 +341,7 @@ def read_frames(video_path: str | os.PathLike, times: Sequence[float]) -> list[I
     finally:
         cap.release()
     return [frames[i] for i in wanted]
+
 
 def read_frame(video_path: str | os.PathLike, time_s: float) -> Image.Image:
     """The full-size RGB frame at `time_s` seconds (nearest frame)."""

@@ -16,7 +16,10 @@ def _r(x: float | None, nd: int = 4) -> float | None:
         return None
     return round(float(x), nd)
 
+
 @dataclass
+
+
 class FaceBox:
     """A face in a video frame that matched the query person (face mode)."""
 
@@ -33,7 +36,10 @@ class FaceBox:
             "similarity": _r(self.similarity),
         }
 
+
 @dataclass
+
+
 class FrameHit:
     """One sampled frame that matched.
 
@@ -70,7 +76,10 @@ class FrameHit:
             d["faces"] = [f.to_dict() for f in self.faces]
         return d
 
+
 @dataclass
+
+
 class Segment:
     """A run of matching samples (gaps up to `Config.video_segment_gap` seconds joined).
 
@@ -110,7 +119,10 @@ READINGS = {
     "similar scene": "looks alike (colours), but no part of the picture matches",
 }
 
+
 @dataclass
+
+
 class Moment:
     """A peak of frame similarity: where the query is ("moments" fusion, frame mode).
 
@@ -147,7 +159,10 @@ class Moment:
             d.update(inliers=self.hit.inliers, flipped=self.hit.flipped)
         return d
 
+
 @dataclass
+
+
 class VideoInfo:
     """What the container says (frame_count, fps) and what decoding found (decoded_frames)."""
 
@@ -163,7 +178,10 @@ class VideoInfo:
         n = self.decoded_frames or self.frame_count
         return n / self.fps if self.fps > 0 else 0.0
 
+
 @dataclass
+
+
 class VideoResult:
     """Result of a video search.
 
@@ -239,6 +257,7 @@ class VideoResult:
         if curve:
             d["curve"] = [[_r(t, 3), _r(s)] for t, s in self.curve]
         return d
+
 
 def group_segments(hits: Sequence[FrameHit], gap: float) -> list[Segment]:
     """Join time-sorted hits less than `gap` seconds apart into segments, best (rank) first."""

@@ -1,196 +1,32 @@
-"""Building a gallery: a folder of photos -> faces -> embeddings -> a saved `FaceIndex`.
+"""Building and updating a gallery: a folder of photos -> faces -> embeddings -> a saved `FaceIndex`.
 
 Batched end to end (images are detected `detect_batch_size` at a time and crops embedded
 `embed_batch_size` at a time), with a progress bar and a summary of what was skipped and why.
+
+Incremental: `update=True` re-embeds only new or changed photos (by content hash and recipe);
+`remove_from_gallery` takes out a person or a photo and keeps them out of later updates.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from rvs.config import Config
-from rvs.errors import BadInputError, IndexError_, RvsError
-from rvs.faces.detect import DETECTOR_ID, Face, FaceDetector, select_main_face
+from rvs.errors import IndexError_, RvsError
+from rvs.faces.detect import DETECTOR_ID, FaceDetector
 from rvs.faces.embed import Embedder
 from rvs.faces.recipe import recipe_of
 from rvs.fileio import sha256_file
-from rvs.identify import OpenSetModel, Reference, calibrate
-from rvs.imageio import load_image
-from rvs.index import META_FIELDS, FaceIndex
-from rvs.lfw.dataset import list_images
+from rvs.gallery.calibrate import calibrate_index
+from rvs.gallery.embedding import detect_embed
+from rvs.gallery.photos import Photo, content_hash, folder_photos, read_uri_or_none, uri_photos
+from rvs.gallery.store import META_FIELDS, FaceIndex
 
 log = logging.getLogger(__name__)
-
-
-def iter_faces(
-    paths: Sequence[Path], config: Config, detector: FaceDetector, progress: bool = True, desc: str = "detect"
-) -> Iterator[tuple[int, tuple[int, int], list[Face] | None, str | None]]:
-    """Yield (i, image_size, faces, error) for every path; unreadable images give faces=None and
-    a one-line error instead of stopping the run."""
-    bs = config.detect_batch_size
-    with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, smoothing=0.05) as bar:
-        for start in range(0, len(paths), bs):
-            batch, sizes, ok = [], [], []
-            for i in range(start, min(start + bs, len(paths))):
-                try:
-                    img = load_image(paths[i], max_pixels=config.max_pixels)
-                except BadInputError as e:
-                    yield i, (0, 0), None, str(e)
-                    continue
-                batch.append(img)
-                sizes.append(img.size)
-                ok.append(i)
-            for i, size, faces in zip(ok, sizes, detector.detect(batch) if batch else []):
-                yield i, size, faces, None
-            bar.update(min(bs, len(paths) - start))
-
-
-@dataclass
-class AlignedFaces:
-    """Main face of each image: crops N x 160 x 160 x 3 uint8, boxes N x 4, probs N; `found` marks
-    images where a face was detected (crops of the others are zeros)."""
-
-    crops: np.ndarray
-    boxes: np.ndarray
-    probs: np.ndarray
-    found: np.ndarray
-    errors: dict[int, str] = field(default_factory=dict)
-
-
-def align_main_faces(paths: Sequence[Path], config: Config, detector: FaceDetector | None = None, progress: bool = True) -> AlignedFaces:
-    """Detect the main (centre-weighted largest) face of each image and return aligned crops."""
-    detector = detector or FaceDetector(config)
-    n, s = len(paths), config.face_size
-    out = AlignedFaces(np.zeros((n, s, s, 3), np.uint8), np.zeros((n, 4), np.float32), np.zeros(n, np.float32), np.zeros(n, bool))
-    for i, size, faces, err in iter_faces(paths, config, detector, progress, desc="align"):
-        if err:
-            out.errors[i] = err
-            continue
-        j = select_main_face(faces, size)
-        if j is not None:
-            out.crops[i], out.boxes[i], out.probs[i], out.found[i] = faces[j].crop, faces[j].box, faces[j].prob, True
-    return out
-
-
-@dataclass
-class Photo:
-    """One photo to index: `key` (its path relative to the gallery folder, or its URI), the
-    identity it shows, and `src` (a local path, or a URI read with `read_uri`)."""
-
-    key: str
-    identity: str
-    src: str | Path
-
-
-@dataclass
-class PhotoFaces:
-    """What the embedding stage returns for one photo: its faces (boxes, probs, unit embeddings;
-    none when no face was found) or an error (unreadable). Same from the local and the Ray path."""
-
-    key: str
-    boxes: np.ndarray
-    probs: np.ndarray
-    embeddings: np.ndarray
-    error: str | None = None
-
-
-def folder_photos(folder: Path) -> list[Photo]:
-    """Every image under `folder`: folder-per-person (identity = sub-folder) or flat (= file name)."""
-    return [Photo(str(p.relative_to(folder)), ident, p) for ident, p in list_images(folder)]
-
-
-def uri_photos(list_file: str | Path) -> list[Photo]:
-    """Photos from a list file: one URI per line (a path, file://, or anything pyarrow.fs reads:
-    s3://, gs://, hdfs://...), or "IDENTITY<TAB>URI"; identity defaults to the URI's parent folder."""
-    out = []
-    for line in Path(list_file).read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        ident, _, uri = line.rpartition("\t")
-        parts = uri.rstrip("/").split("/")
-        ident = ident or (parts[-2] if len(parts) > 1 else Path(uri).stem)
-        out.append(Photo(uri, ident, uri))
-    if not out:
-        raise RvsError(f"{list_file}: no URIs listed")
-    return out
-
-
-def read_uri(src: str | Path) -> bytes:
-    """The bytes of a photo: a local path, file://..., or a URI pyarrow.fs can open."""
-    s = str(src)
-    if "://" not in s or s.startswith("file://"):
-        p = Path(s.removeprefix("file://"))
-        try:
-            return p.read_bytes()
-        except OSError as e:
-            raise BadInputError(f"{s}: cannot read ({e.strerror or e})") from None
-    try:
-        from pyarrow import fs
-
-        filesystem, path = fs.FileSystem.from_uri(s)
-        with filesystem.open_input_stream(path) as f:
-            return f.read()
-    except Exception as e:  # noqa: BLE001 - any failure to fetch is one skipped photo
-        raise BadInputError(f"{s}: cannot read ({e})") from None
-
-
-def content_hash(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def detect_embed(
-    photos: Sequence[Photo],
-    config: Config,
-    detector: FaceDetector,
-    embedder: Embedder,
-    all_faces: bool = False,
-    progress: bool = True,
-    datas: Sequence[bytes] | None = None,
-) -> tuple[list[PhotoFaces], float, float]:
-    """The embedding stage, in this process: detect (batched), keep the main face or all faces,
-    embed (batched). Returns per-photo results in order, and detect / embed seconds."""
-    t0 = time.perf_counter()
-    srcs = list(datas) if datas is not None else [read_uri(p.src) if "://" in str(p.src) else Path(p.src) for p in photos]
-    crops, owner, boxes, probs = [], [], [], []
-    errors: dict[int, str] = {}
-    for i, size, faces, err in iter_faces(srcs, config, detector, progress, desc="detect"):
-        if err:
-            errors[i] = err
-            continue
-        if not faces:
-            continue
-        chosen = faces if all_faces else [faces[select_main_face(faces, size)]]
-        for f in chosen:
-            crops.append(f.crop)
-            owner.append(i)
-            boxes.append([round(float(v), 1) for v in f.box])
-            probs.append(round(float(f.prob), 4))
-    t_detect = time.perf_counter() - t0
-    emb = _embed_with_progress(embedder, crops, progress)
-    t_embed = time.perf_counter() - t0 - t_detect
-    owner_a = np.array(owner, np.int64)
-    out = []
-    for i, p in enumerate(photos):
-        sel = np.flatnonzero(owner_a == i)
-        out.append(
-            PhotoFaces(
-                p.key,
-                np.array([boxes[j] for j in sel], np.float32).reshape(-1, 4),
-                np.array([probs[j] for j in sel], np.float32),
-                emb[sel] if len(sel) else np.zeros((0, emb.shape[1] if emb.ndim == 2 else 512), np.float32),
-                errors.get(i),
-            )
-        )
-    return out, t_detect, t_embed
 
 
 def build_index(
@@ -287,7 +123,7 @@ def build_index(
 
     # Embed only what is new or changed.
     if ray is not None:
-        from rvs.distributed import ray_detect_embed
+        from rvs.gallery.distributed import ray_detect_embed
 
         results, t_detect, t_embed = ray_detect_embed(todo, config, ray, all_faces=all_faces, progress=progress)
     else:
@@ -372,13 +208,6 @@ def _src(p: Photo):
     return Path(p.src)
 
 
-def read_uri_or_none(src) -> bytes | None:
-    try:
-        return read_uri(src)
-    except BadInputError:
-        return None
-
-
 def _reusable_index(out_dir, model_id: str, recipe: dict, all_faces: bool) -> FaceIndex | None:
     """The index at out_dir when its faces can be reused for an update (same model, crop recipe
     and face selection), else None (a full build; logged)."""
@@ -435,61 +264,3 @@ def remove_from_gallery(index: FaceIndex, name: str, config: Config) -> dict:
 def _identity_of_key(key: str) -> str:
     parts = Path(key).parts
     return parts[0] if len(parts) > 1 else Path(key).stem
-
-
-def ensure_calibrated(index: FaceIndex, config: Config, save_to: str | Path | None = None, trust: bool = True) -> bool:
-    """Calibrate an index whose open-set model is missing, of an older method or malformed (built
-    before calibration existed, or by another rvs version), and save it when `save_to` is given.
-    trust=False (a downloaded artifact): recalibrate from its verified embeddings whatever it
-    says, so a publisher cannot ship a threshold that names everyone. True if it changed."""
-    info = index.extra.get("open_set")
-    if trust and info is not None:
-        try:
-            OpenSetModel.from_dict(info)
-            return False
-        except (TypeError, ValueError):
-            pass
-    log.info("calibrating open-set identification for a gallery of %d faces", len(index))
-    calibrate_index(index, config)
-    if save_to is not None and "open_set" in index.extra:
-        index.save(save_to)
-    return True
-
-
-def calibrate_index(index: FaceIndex, config: Config, reference: Reference | None = None) -> dict | None:
-    """Fit the gallery's open-set model (rvs.identify.calibrate) and store it, with how it was
-    obtained, in `index.extra["open_set"]` (saved into the manifest). Uses the reference set
-    shipped for the index's model when there is one. Returns the stored dict, or None (and
-    removes any old one) when the gallery is too small to calibrate: it then names no one."""
-    t0 = time.perf_counter()
-    reference = reference or Reference.load(index.model_id)
-    model = calibrate(
-        index.embeddings, index.meta["identity"], reference, target_fpir=config.open_set_fpir, prior=config.open_set_prior, min_probability=config.open_set_min_probability
-    )
-    if model is None:
-        index.extra.pop("open_set", None)
-        log.warning("gallery too small to calibrate open-set identification: it will name no one")
-        return None
-    info = model.to_dict()
-    info["source"] = (
-        f"this gallery's photos (leave-one-out) + LFW reference strangers shipped for {reference.model_id}"
-        if reference is not None
-        else "this gallery's photos only (leave-one-out; no reference set ships for this model)"
-    )
-    info["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    info["seconds"] = round(time.perf_counter() - t0, 2)
-    index.extra["open_set"] = info
-    return info
-
-
-def _embed_with_progress(embedder: Embedder, crops: list[np.ndarray], progress: bool) -> np.ndarray:
-    if not crops:
-        return np.zeros((0, 512), np.float32)
-    arr = np.stack(crops)
-    chunk = embedder.config.embed_batch_size * 4
-    parts = []
-    with tqdm(total=len(arr), desc="embed", unit="face", disable=not progress) as bar:
-        for s in range(0, len(arr), chunk):
-            parts.append(embedder.embed(arr[s : s + chunk]))
-            bar.update(len(parts[-1]))
-    return np.concatenate(parts)

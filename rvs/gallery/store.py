@@ -12,7 +12,7 @@ manifest is checked at load, so a crash or a partial copy never yields a silentl
 
 A loaded `index.ann` is never handed to Annoy's native loader: a file with flipped bytes and a
 recomputed checksum (a broken or hostile publisher) crashed the process there. Search goes
-through one of the backends of `rvs.backends` (exact numpy, Annoy, Milvus), the setting recorded
+through one of the backends of `rvs.gallery.backends` (exact numpy, Annoy, Milvus), the setting recorded
 in the manifest (`search_backend`): "auto" is exact up to `exact_max` items, faster than Annoy at
 such sizes, and above it an Annoy forest rebuilt in memory from the verified embeddings (finite
 unit vectors, right shape, no pickle). A Milvus store is one this machine created: its local
@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rvs import backends as B
 from rvs.errors import IndexError_
 from rvs.fileio import sha256_file, write_json_atomic
+from rvs.gallery import backends as B
 
 FORMAT = "rvs-face-index"
 VERSION = 1
@@ -75,7 +75,7 @@ class FaceIndex:
     search_k: int = 150_000
     manifest: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)  # saved into the manifest (e.g. source_folder)
-    # rvs.backends setting: backend ("auto" | "exact" | "annoy" | "milvus"), exact_max, milvus_*
+    # rvs.gallery.backends setting: backend ("auto" | "exact" | "annoy" | "milvus"), exact_max, milvus_*
     search_settings: dict = field(default_factory=lambda: dict(SEARCH_DEFAULTS))
     folder: Path | None = None  # where it was loaded from / saved to (Milvus Lite's store lives there)
     # Source photo -> sha256 of its bytes, for every photo indexed (with or without a face):

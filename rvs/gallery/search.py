@@ -15,9 +15,9 @@ from rvs.faces.detect import Face, FaceDetector
 from rvs.faces.embed import Embedder
 from rvs.faces.quality import naming_problem
 from rvs.faces.recipe import check_index_recipe, recipe_of
-from rvs.identify import Identification, Identifier, OpenSetModel
+from rvs.gallery.identify import Identification, Identifier, OpenSetModel
+from rvs.gallery.store import FaceIndex
 from rvs.imageio import ImageLike, load_image
-from rvs.index import FaceIndex
 
 
 @dataclass
@@ -93,7 +93,7 @@ class SearchEngine:
     """Detect -> embed -> search -> identify, with one detector, embedder and index in memory.
 
     `search(image)` takes a path, bytes, PIL image or array; returns a SearchResult. Names come
-    from the gallery's open-set calibration (index manifest "open_set", rvs.identify); a gallery
+    from the gallery's open-set calibration (index manifest "open_set", rvs.gallery.identify); a gallery
     without a usable one names no one (`calibration_problem` says why).
     """
 

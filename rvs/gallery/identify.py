@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rvs.config import PACKAGE_DATA
+
 FEATURES = (
     "d1",  # distance to the nearest identity template
     "d2",  # ... to the second nearest
@@ -47,7 +49,7 @@ FEATURES = (
     "d1_sample",  # distance to the named identity's nearest photo
 )
 METHOD = "template-cohort-logistic-v2"
-REFERENCE_DIR = Path(__file__).resolve().parent / "data" / "reference"
+REFERENCE_DIR = PACKAGE_DATA / "reference"
 
 
 def _dist(q: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@ spread over a Ray cluster, or a local Ray when no address is given.
 
 `python -m rvs index FOLDER --ray [ADDRESS]` (or `--uris LIST --ray ...`) runs detection and
 embedding here instead of in-process, and hands back the same per-photo records
-(`rvs.gallery.PhotoFaces`) as the single-process path, so everything after it (the index, the
+(`rvs.gallery.embedding.PhotoFaces`) as the single-process path, so everything after it (the index, the
 update logic, the calibration) is shared. Each Ray actor loads its own detector and embedder
 (once) from `Config`, reads its photos itself (a worker of a cluster reads the URIs; local paths
 must exist on every node), and returns embeddings as bytes. The weights must be where `Config`
@@ -16,11 +16,10 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from rvs.config import Config
+from rvs.config import PROJECT_ROOT, Config
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,8 @@ class _EmbedStage:
 
     def __call__(self, batch: dict) -> dict:
         from rvs.errors import BadInputError
-        from rvs.gallery import Photo, detect_embed, read_uri
+        from rvs.gallery.embedding import detect_embed
+        from rvs.gallery.photos import Photo, read_uri
 
         photos = [Photo(str(k), "", str(s)) for k, s in zip(batch["key"], batch["src"])]
         datas = []
@@ -70,14 +70,14 @@ def ray_detect_embed(
     batch_size: int = 32,
     actors: int | None = None,
 ):
-    """Run the embedding stage over `photos` (rvs.gallery.Photo) on Ray Data.
+    """Run the embedding stage over `photos` (rvs.gallery.photos.Photo) on Ray Data.
 
     address: "" or None = a local Ray (started here, stopped afterwards); "auto" or
     "ray://host:10001" = an existing cluster. actors: embedding actors (default: one per CPU
     of the cluster, one torch thread each). Returns (PhotoFaces in the order of `photos`,
     seconds, 0.0): detection and embedding run interleaved on the workers, so their time is one
     figure (reported as detect seconds)."""
-    from rvs.gallery import PhotoFaces
+    from rvs.gallery.embedding import PhotoFaces
 
     if not photos:
         return [], 0.0, 0.0
@@ -97,7 +97,7 @@ def ray_detect_embed(
             # A local Ray: a small object store (the records are small) instead of 30% of RAM, and
             # workers that import this very rvs (on a cluster, rvs must be installed on the nodes).
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local only, no port outside this machine
-            root = str(Path(__file__).resolve().parent.parent)
+            root = str(PROJECT_ROOT)
             pp = os.pathsep.join(x for x in (root, os.environ.get("PYTHONPATH", "")) if x)
             ray.init(object_store_memory=256 * 2**20, runtime_env={"env_vars": {"PYTHONPATH": pp}}, **kw)
             started_here = True
