@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rvs.config import Config  # noqa: E402
+from rvs.eval.metrics import average_precision, hits_matrix, overlap_recall, ranked_exact, recall_at  # noqa: E402
 from rvs.faces.detect import FaceDetector, select_main_face  # noqa: E402
 from rvs.faces.embed import Embedder  # noqa: E402
 from rvs.gallery.build import build_index  # noqa: E402
@@ -34,7 +35,6 @@ from rvs.gallery.search import SearchEngine  # noqa: E402
 from rvs.gallery.store import FaceIndex  # noqa: E402
 from rvs.imageio import load_image  # noqa: E402
 from rvs.lfw.dataset import lfw_images_dir, lfw_root, read_pairs  # noqa: E402
-from rvs.metrics import average_precision, hits_matrix, overlap_recall, ranked_exact, recall_at  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KS = (1, 5, 10, 20)
@@ -154,7 +154,7 @@ def main() -> int:
     verification = None
     pairs_file = lfw_root(cfg) / "pairs.txt"
     if pairs_file.exists() and not args.limit:
-        from rvs.evaluate import kfold_verification
+        from rvs.eval.metrics import kfold_verification
 
         pos = {p: i for i, p in enumerate(index.meta["path"])}
         d, same, folds = [], [], []

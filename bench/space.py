@@ -50,7 +50,7 @@ def build_artifact(work: Path) -> Path:
     from rvs.config import Config
     from rvs.gallery.build import build_index
     from rvs.gallery.photos import list_images
-    from rvs.hub import export_artifacts
+    from rvs.hub.publish import export_artifacts
 
     cfg = Config.from_env(cache_dir=work / "build-cache", index_dir=work / "index")
     # The converted default weights are cached per machine: reuse them (the Space gets them in the artifact).
@@ -138,7 +138,7 @@ class Space:
     def __init__(self, work: Path):
         from hubserver import FakeHub
 
-        from rvs.hub import push_artifacts
+        from rvs.hub.publish import push_artifacts
 
         self.work = work
         folder = build_artifact(work)

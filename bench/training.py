@@ -30,7 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rvs.config import Config  # noqa: E402
-from rvs.evaluate import CropCache, default_embedder, evaluate_view1_test  # noqa: E402
+from rvs.eval.crops import CropCache, default_embedder
+from rvs.eval.protocols import evaluate_view1_test  # noqa: E402
 from rvs.train.config import TrainConfig  # noqa: E402
 from rvs.train.loop import train  # noqa: E402
 

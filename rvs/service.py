@@ -3,7 +3,7 @@
 `load_service(config)` runs once at app start:
 
 1. `--gallery FOLDER` / `RVS_GALLERY` given: a starter gallery built from that folder (below).
-2. else `rvs.hub.resolve_artifacts(config)`: the Hub repo `RVS_HUB_REPO@RVS_HUB_REVISION` (or a
+2. else `rvs.hub.client.resolve_artifacts(config)`: the Hub repo `RVS_HUB_REPO@RVS_HUB_REVISION` (or a
    cached snapshot of it), or the local index `RVS_INDEX_DIR`.
 3. if that fails (Hub unreachable, not configured, index missing): offline, the default converted
    weights with the local index at `config.index_dir`; if there is none, a *starter* gallery built
@@ -46,7 +46,8 @@ from rvs.faces.recipe import check_index_recipe, recipe_of
 from rvs.gallery.identify import format_probability
 from rvs.gallery.starter import FULL_INDEX_HINT, build_starter, lfw_folder
 from rvs.gallery.store import FaceIndex
-from rvs.hub import Artifacts, resolve_artifacts
+from rvs.hub.artifacts import Artifacts
+from rvs.hub.client import resolve_artifacts
 from rvs.imageio import ImageLike, crop_box, load_image
 from rvs.progress import say
 
@@ -170,8 +171,8 @@ class Service:
         self.thumbnails = None
         self.bundled_examples: list[dict] = []
         if self.artifact_folder is not None:
-            from rvs.examples import load_examples
             from rvs.gallery.thumbnails import Thumbnails
+            from rvs.hub.examples import load_examples
 
             if self.index is not None and (self.artifact_folder / "gallery").is_dir():
                 try:
@@ -546,7 +547,7 @@ class Service:
     # ---- examples ----
     def example_probes(self, n: int = 2) -> list[Path]:
         """Up to n LFW photos of gallery people that are not themselves in the gallery."""
-        from rvs.examples import probe_photos
+        from rvs.hub.examples import probe_photos
 
         if self.index is None:
             return []
@@ -562,7 +563,7 @@ class Service:
         bundled = [(e["file"], e["label"]) for e in self.bundled_examples if e["kind"] == "image"]
         if bundled:
             return bundled
-        from rvs.examples import pretty
+        from rvs.hub.examples import pretty
 
         photos = Path(self.config.data_dir) / "photos"
         out = [(p, pretty(p.parent.name)) for p in sorted(photos.glob("*/1.jpg"))]

@@ -444,7 +444,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, {"success": True, "commitOid": sha, "commitUrl": f"{self.hub.endpoint}/{repo_id}/commit/{sha}", "pullRequestUrl": None})
 
 
-# A subset of the Hub's accepted values, enough to catch a typo in rvs.modelcard.
+# A subset of the Hub's accepted values, enough to catch a typo in rvs.hub.modelcard.
 HUB_LICENSES = {"mit", "apache-2.0", "cc-by-4.0", "cc-by-nc-4.0", "bsd-3-clause", "openrail", "other", "unknown"}
 HUB_PIPELINE_TAGS = {"image-feature-extraction", "image-classification", "feature-extraction", "zero-shot-image-classification"}
 

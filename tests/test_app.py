@@ -225,7 +225,7 @@ def test_service_pulls_weights_and_gallery_from_the_hub(service, app_root, monke
     """The Spaces set-up: RVS_HUB_REPO at a pinned commit, served by a local fake Hub."""
     from hubserver import FakeHub, hub_client_env
 
-    from rvs.hub import export_artifacts
+    from rvs.hub.publish import export_artifacts
     from rvs.service import load_service
 
     cfg = Config(cache_dir=make_cache(app_root), index_dir=tmp_path / "unused")

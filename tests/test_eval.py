@@ -1,4 +1,4 @@
-"""rvs.evaluate: threshold selection and metrics on known answers; real LFW subsets."""
+"""Evaluation (rvs.eval): threshold selection and metrics on known answers; the crop cache; real LFW subsets."""
 
 from __future__ import annotations
 
@@ -7,14 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from rvs.evaluate import (
-    assign_folds,
-    best_threshold,
-    kfold_verification,
-    retrieval_metrics,
-    roc_auc,
-    tar_at_far,
-)
+from rvs.eval.metrics import assign_folds, best_threshold, kfold_verification, retrieval_metrics, roc_auc, tar_at_far
 from rvs.lfw.dataset import Pair, read_pairs
 from tests.conftest import requires_data
 
@@ -120,7 +113,8 @@ VIEW1_TEST_ERRORS_AT_THRESHOLD = 14
 @requires_data
 def test_default_model_on_lfw_view1_test_split(config):
     """~10 s with the crop cache (~/.cache/rvs/lfw), under a minute from nothing on 2 cores."""
-    from rvs.evaluate import CropCache, default_embedder, embed_crops, pair_paths, verify_pairs
+    from rvs.eval.crops import CropCache, default_embedder, embed_crops
+    from rvs.eval.protocols import pair_paths, verify_pairs
 
     pairs = read_pairs(config.data_dir / "lfw" / "pairsDevTest.txt")
     assert len(pairs) == 1000 and sum(p.same for p in pairs) == 500
@@ -160,7 +154,7 @@ def test_eval_cli_on_small_pairs_file(config, tmp_path, capsys):
 @pytest.mark.slow
 @requires_data
 def test_full_lfw_pairs_accuracy(config):
-    from rvs.evaluate import evaluate_lfw
+    from rvs.eval.protocols import evaluate_lfw
 
     r = evaluate_lfw(config, retrieval=False, progress=False)
     assert r["verification"]["n_pairs"] == 6000
@@ -168,7 +162,7 @@ def test_full_lfw_pairs_accuracy(config):
 
 
 def test_subtract_mean_distances():
-    from rvs.evaluate import subtract_mean_distances
+    from rvs.eval.metrics import subtract_mean_distances
 
     ea = np.array([[1.0, 0.0], [-1.0, 0.0]])
     eb = np.array([[0.0, 1.0], [0.0, -1.0]])
@@ -191,7 +185,7 @@ def test_crop_cache_resumes_after_interruption(config, tmp_path, monkeypatch):
     only what is missing, and a later request for more images adds to the same cache."""
     import dataclasses
 
-    import rvs.evaluate as ev
+    import rvs.eval.crops as ev
     import rvs.faces.align as align
     from rvs.errors import RvsError
 

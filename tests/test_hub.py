@@ -1,4 +1,4 @@
-"""rvs.hub against a fake Hugging Face Hub on 127.0.0.1 (tests/hubserver.py): push, pull, pin,
+"""rvs.hub.client against a fake Hugging Face Hub on 127.0.0.1 (tests/hubserver.py): push, pull, pin,
 tamper, missing repo, unreachable Hub, offline cache, and the model card.
 
 The real huggingface_hub client does all HTTP; only the server is fake. Weights are a real
@@ -24,14 +24,10 @@ from rvs.config import Config
 from rvs.errors import IndexError_, RvsError, WeightsError
 from rvs.fileio import sha256_file
 from rvs.gallery.store import FaceIndex
-from rvs.hub import (
-    RVS_JSON,
-    export_artifacts,
-    push_artifacts,
-    resolve_artifacts,
-    verify_artifact_folder,
-)
-from rvs.modelcard import parse_front_matter, render_model_card
+from rvs.hub.artifacts import RVS_JSON, verify_artifact_folder
+from rvs.hub.client import resolve_artifacts
+from rvs.hub.modelcard import parse_front_matter, render_model_card
+from rvs.hub.publish import export_artifacts, push_artifacts
 
 MODEL_ID = "test-facenet-fp16"
 TOKEN = "hf_test_write_token"

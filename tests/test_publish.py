@@ -51,7 +51,7 @@ def exported(config, tmp_path_factory):
 
 def test_train_index_push_pull_search(config, exported, tmp_path, monkeypatch):
     from rvs.gallery.search import SearchEngine
-    from rvs.hub import resolve_artifacts
+    from rvs.hub.client import resolve_artifacts
     from rvs.models.weights import load_weights
 
     gallery = tmp_path / "gallery"

@@ -146,7 +146,7 @@ def test_pair_sampler_state_roundtrip():
 
 @requires_data
 def test_pairs_stay_inside_the_train_split(config):
-    from rvs.evaluate import people_images
+    from rvs.eval.protocols import people_images
     from rvs.train.data import PairSampler, check_disjoint, read_split_people
 
     train, test = read_split_people("train", config), read_split_people("test", config)

@@ -40,7 +40,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rvs.evaluate import evaluate_lfw, format_report
+    from rvs.eval.protocols import evaluate_lfw, format_report
 
     over = {"weights": args.weights} if args.weights else {}
     if args.margin_units:

@@ -1,6 +1,6 @@
 """`python -m rvs push --repo OWNER/NAME`: publish weights + gallery index to the Hugging Face Hub.
 
-Exports an artifact folder (see rvs.hub) from `--weights` and `--index`, then uploads it in one
+Exports an artifact folder (see rvs.hub.client) from `--weights` and `--index`, then uploads it in one
 commit. `--export-only OUT` writes the folder and stops (inspect it, or upload it yourself).
 The token comes from HF_TOKEN (or huggingface_hub's stored login); HF_ENDPOINT is honoured.
 """
@@ -40,13 +40,14 @@ def _evaluation(path: str | None) -> dict:
         raise BadInputError(f"{path}: cannot read evaluation JSON ({e})") from None
     if not isinstance(data, dict):
         raise BadInputError(f"{path}: evaluation JSON must be an object ({{metric: value}} or `python -m rvs eval --json` output)")
-    from rvs.modelcard import evaluation_table
+    from rvs.hub.modelcard import evaluation_table
 
     return evaluation_table(data)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rvs.hub import export_artifacts, push_artifacts, verify_artifact_folder
+    from rvs.hub.artifacts import verify_artifact_folder
+    from rvs.hub.publish import export_artifacts, push_artifacts
 
     if not args.repo and not args.export_only:
         raise BadInputError("push needs --repo OWNER/NAME (or --export-only OUT to only write the folder)")

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.action == "center":
         from pathlib import Path
 
-        from rvs.evaluate import reference_center
+        from rvs.eval.protocols import reference_center
 
         center, model_id, provenance = reference_center(cfg, Path(args.people) if args.people else None)
         out = Path(args.out) if args.out else weights.CENTERS_DIR / f"{model_id}.json"

@@ -2,7 +2,7 @@
 
 View 1 splits people, not images: peopleDevTrain.txt (4,038 people) for training and
 peopleDevTest.txt (1,711 people) for testing, with no person in both, so test scores measure
-faces the model never saw. Crops come from `rvs.evaluate.CropCache`, the same MTCNN pass that
+faces the model never saw. Crops come from `rvs.eval.crops.CropCache`, the same MTCNN pass that
 evaluation uses.
 """
 
@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from rvs.config import Config
 from rvs.errors import RvsError
-from rvs.evaluate import CropCache, people_images
+from rvs.eval.crops import CropCache
+from rvs.eval.protocols import people_images
 from rvs.lfw.dataset import lfw_root, read_people
 
 

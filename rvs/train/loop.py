@@ -29,7 +29,8 @@ from tqdm import tqdm
 
 from rvs.config import Config
 from rvs.errors import RvsError
-from rvs.evaluate import CropCache, evaluate_view1_test
+from rvs.eval.crops import CropCache
+from rvs.eval.protocols import evaluate_view1_test
 from rvs.faces.embed import recenter, use_bf16
 from rvs.train.config import TrainConfig
 from rvs.train.data import ImageSampler, PairSampler, augment, check_disjoint, load_split, read_split_people, to_input
@@ -145,7 +146,7 @@ def baseline_step(model, batch, cfg: TrainConfig, gen: torch.Generator, device: 
 
 
 def make_embed_fn(model, cfg: TrainConfig, device: torch.device, batch: int = 64, bf16: bool = False, center: np.ndarray | None = None):
-    """uint8 crops -> unit embeddings with the model in eval mode (for rvs.evaluate); bf16 autocast
+    """uint8 crops -> unit embeddings with the model in eval mode (for rvs.eval.protocols); bf16 autocast
     and centring as `rvs.faces.embed.Embedder` does them, so trained and pretrained models are scored alike."""
     c = None if center is None else torch.as_tensor(center, dtype=torch.float32, device=device)
 
