@@ -6,7 +6,7 @@ Settings (environment): RVS_HUB_REPO / RVS_HUB_REVISION (pull weights + gallery 
 RVS_INDEX_DIR (a local index), RVS_GALLERY (a photo folder for a starter gallery),
 GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (Spaces sets them). See README "App settings".
 
-This file only wires the UI: startup, searching and drawing live in rvs.service and rvs.draw.
+This file only wires the UI: startup, searching and drawing live in rvs.app.service and rvs.app.draw.
 Image inputs are handled with `preprocess=False`: the handler gets Gradio's upload record (a
 path inside Gradio's upload cache) and rvs.imageio reads it, which checks the pixel count from
 the header before decoding and turns a non-image or a corrupt file into a one-line message
@@ -29,10 +29,12 @@ import gradio as gr
 import pandas as pd
 from gradio.utils import get_upload_folder
 
+from rvs.app.answers import face_choices, results_csv
+from rvs.app.service import Service
+from rvs.app.serving import CpuBudget, Job, JobCancelled, UploadGuard, safe_name, sweep_leftovers, trim_memory
+from rvs.app.startup import load_service
 from rvs.config import Config
 from rvs.errors import BadInputError, NoFaceError, RvsError
-from rvs.service import Service, face_choices, load_service
-from rvs.serving import CpuBudget, Job, JobCancelled, UploadGuard, safe_name, sweep_leftovers, trim_memory
 
 log = logging.getLogger("rvs.app")
 
@@ -332,8 +334,8 @@ def build_demo(service: Service) -> gr.Blocks:
 
         timer.tick(on_tick, None, [header, timer, about, people], api_visibility="private", show_progress="hidden", queue=False)
 
-        def results_csv(data: Any) -> Any:
-            path = service.results_csv(data) if isinstance(data, dict) else None
+        def csv_download(data: Any) -> Any:
+            path = results_csv(data) if isinstance(data, dict) else None
             return gr.DownloadButton(value=path, visible=path is not None)
 
         def clear_answer() -> tuple[Any, ...]:
@@ -343,7 +345,7 @@ def build_demo(service: Service) -> gr.Blocks:
         query.change(clear_answer, None, [results, vote_md, result_json, download], api_visibility="private", queue=False)
         query.change(on_query_change, [query], [faces_img, face], api_name="detect_faces", show_progress="minimal", **img)
         search_btn.click(on_search, [query, face, k], [faces_img, results, vote_md, result_json, face], api_name="search_image", **img).then(
-            results_csv, [result_json], [download], api_visibility="private", queue=False
+            csv_download, [result_json], [download], api_visibility="private", queue=False
         )
         vsearch_btn.click(on_video, [video, vquery, mode], [frames, plot, segments, vsummary, vjson], api_name="search_video", **vid)
     return demo
@@ -369,7 +371,7 @@ def example_paths(service: Service) -> list[str]:
 def launch(demo: gr.Blocks, service: Service, host: str, port: int | None, **kw: Any) -> Any:
     """Queue + launch with the app's limits: image and video requests queue apart (see
     build_demo), 64 waiting, uploads capped at Config.max_upload_bytes; torch computes with one
-    thread per request (requests x threads never exceed the cores, see rvs.serving.CpuBudget)."""
+    thread per request (requests x threads never exceed the cores, see rvs.app.serving.CpuBudget)."""
     import torch
 
     torch.set_num_threads(1)

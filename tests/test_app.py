@@ -74,7 +74,7 @@ def app_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def service(app_root):
-    from rvs.service import load_service
+    from rvs.app.startup import load_service
 
     cache = make_cache(app_root)
     gallery = small_gallery(app_root / "gallery", APP_PEOPLE)
@@ -192,7 +192,7 @@ def test_service_falls_back_to_local_index_when_hub_unreachable(service, app_roo
     (here the starter index built above). A branch name instead of a commit gets one warning line."""
     from hubserver import hub_client_env
 
-    from rvs.service import load_service
+    from rvs.app.startup import load_service
 
     dead = f"http://127.0.0.1:{free_port()}"
     hub_client_env(monkeypatch, tmp_path, dead, timeout=2)
@@ -211,7 +211,7 @@ def test_service_falls_back_to_local_index_when_hub_unreachable(service, app_roo
 def test_local_index_cut_otherwise_is_not_used(service, app_root, tmp_path, capsys):
     """The app started with another margin than its local index was built with: the index is
     refused with a note saying why (not searched with incomparable vectors)."""
-    from rvs.service import load_service
+    from rvs.app.startup import load_service
 
     local = service.artifacts.index_dir
     cfg = Config(cache_dir=make_cache(app_root), index_dir=local, data_dir=tmp_path / "no-data", margin=44)
@@ -225,8 +225,8 @@ def test_service_pulls_weights_and_gallery_from_the_hub(service, app_root, monke
     """The Spaces set-up: RVS_HUB_REPO at a pinned commit, served by a local fake Hub."""
     from hubserver import FakeHub, hub_client_env
 
+    from rvs.app.startup import load_service
     from rvs.hub.publish import export_artifacts
-    from rvs.service import load_service
 
     cfg = Config(cache_dir=make_cache(app_root), index_dir=tmp_path / "unused")
     folder = export_artifacts(tmp_path / "art", None, service.artifacts.index_dir, cfg, {"repo_id": "rvs-demo/lfw-gallery"})
@@ -250,8 +250,8 @@ def test_service_pulls_weights_and_gallery_from_the_hub(service, app_root, monke
 
 
 def test_service_without_any_gallery_reports_it(tmp_path, app_root):
+    from rvs.app.startup import load_service
     from rvs.errors import IndexError_
-    from rvs.service import load_service
 
     cfg = Config(cache_dir=make_cache(app_root), index_dir=tmp_path / "no-index", data_dir=tmp_path / "no-data")
     svc = load_service(cfg, warm=False, progress=False)
@@ -379,7 +379,7 @@ def test_video_search_finds_the_frame(client, service, tmp_path):
 
 def test_placeholder_when_gallery_photos_are_not_here(service):
     """A gallery pulled from the Hub holds embeddings, not photos: tiles show the name instead."""
-    from rvs.service import Service
+    from rvs.app.service import Service
 
     hub_like = Service(service.config, service.engine, service.artifacts)
     hub_like.source_folder = None
@@ -397,9 +397,9 @@ def test_face_picker_values_and_drawing():
     import numpy as np
     from PIL import Image
 
-    from rvs.draw import draw_faces, format_time, similarity_plot
+    from rvs.app.answers import face_choices, parse_face
+    from rvs.app.draw import draw_faces, format_time, similarity_plot
     from rvs.errors import BadInputError
-    from rvs.service import face_choices, parse_face
 
     assert face_choices(1) == ["1 (largest)"]
     assert face_choices(3) == ["1 (largest)", "2", "3", "all"]
@@ -419,8 +419,8 @@ def test_face_picker_values_and_drawing():
 def test_app_answers_while_the_gallery_is_prepared(service):
     """app.py listens at once: until the gallery is ready, image search says so in one line, the
     header says what is being prepared, and the loaded Service is then swapped in."""
+    from rvs.app.service import Service
     from rvs.errors import IndexError_
-    from rvs.service import Service
 
     early = Service.preparing(service.config)
     assert early.loading and "Preparing the gallery" in early.status_markdown()

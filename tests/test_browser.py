@@ -42,7 +42,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     pytest.importorskip("playwright.sync_api")
-    from rvs.service import load_service
+    from rvs.app.startup import load_service
 
     root = tmp_path_factory.mktemp("browser")
     cache = make_cache(root)

@@ -18,16 +18,16 @@ import pytest
 from conftest import LFW, PHOTOS, lfw_image, requires_data
 from test_app import APP_PEOPLE, GRADIO_WARNINGS, make_cache, small_gallery, start_app
 
+from rvs.app.serving import NOT_UPLOADED, sweep_leftovers
 from rvs.config import PROJECT_ROOT, Config
 from rvs.fileio import sha256_file
-from rvs.serving import NOT_UPLOADED, sweep_leftovers
 
 pytestmark = [requires_data, *GRADIO_WARNINGS]
 
 
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory):
-    from rvs.service import load_service
+    from rvs.app.startup import load_service
 
     root = tmp_path_factory.mktemp("security")
     cache = make_cache(root)
@@ -313,7 +313,7 @@ def test_nan_embeddings_are_refused_in_one_line(index_copy):
 
 def test_app_keeps_serving_with_a_tampered_index(index_copy, tmp_path):
     """The process under test gets the corrupt .ann (good checksum) and must answer searches."""
-    from rvs.service import load_service
+    from rvs.app.startup import load_service
 
     _tamper(index_copy, "index.ann", _flip_bytes)
     cfg = Config(cache_dir=tmp_path / "c", index_dir=index_copy)
@@ -341,7 +341,7 @@ def test_bad_hub_repo_falls_back_with_one_line(tmp_path, repo):
         "RVS_DATA": str(tmp_path / "no-data"),
         "HF_HUB_OFFLINE": "1",
     }
-    code = "from rvs.service import load_service; s = load_service(warm=False, progress=False); print('NOTES', s.notes)"
+    code = "from rvs.app.startup import load_service; s = load_service(warm=False, progress=False); print('NOTES', s.notes)"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT, env=env)
     assert p.returncode == 0, p.stderr[-800:]
     assert "Traceback" not in p.stderr and "HFValidationError" not in p.stderr
@@ -349,8 +349,8 @@ def test_bad_hub_repo_falls_back_with_one_line(tmp_path, repo):
 
 
 def test_upload_guard_refuses_what_is_not_uploaded(tmp_path):
+    from rvs.app.serving import UploadGuard
     from rvs.errors import BadInputError
-    from rvs.serving import UploadGuard
 
     up = tmp_path / "uploads"
     (up / "abc").mkdir(parents=True)

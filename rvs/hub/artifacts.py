@@ -180,3 +180,11 @@ def verify_artifact_folder(folder: str | os.PathLike, origin: str | None = None)
         n_identities=int(manifest.get("n_identities", 0)),
         origin=origin or f"local: {folder}",
     )
+
+
+def artifact_folder(arts: Artifacts | None) -> Path | None:
+    """The published-gallery folder behind `arts` (it holds rvs.json), or None."""
+    if arts is None:
+        return None
+    folder = Path(arts.index_dir).parent
+    return folder if (folder / "rvs.json").is_file() else None

@@ -1,0 +1,210 @@
+"""What the demo shows, built from search results with no UI framework code: the face picker's
+options, a searched face's identification (a calibrated name, or "not in this gallery" with
+look-alikes), video answers (frames, similarity plot, table) and the CSV download.
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from rvs.app.draw import draw_faces, fit, format_time, similarity_plot
+from rvs.errors import BadInputError
+from rvs.gallery.identify import format_probability
+
+MAX_VIDEO_FRAMES_SHOWN = 12
+
+
+@dataclass
+class ImageAnswer:
+    """An image search, ready to display.
+
+    annotated: the query with every face boxed and numbered (searched faces highlighted).
+    face_choices / face_value: the face picker's options ("1 (largest)", "2", ..., "all") and value.
+    matches: (thumbnail, caption) of the nearest gallery faces, e.g. "Colin Powell · 0.532".
+    summary: markdown: who each face is (or "not in this gallery") and timings. data: the SearchResult as a dict (API users).
+    """
+
+    annotated: Image.Image
+    face_choices: list[str]
+    face_value: str
+    matches: list[tuple[Image.Image, str]]
+    summary: str
+    data: dict
+
+
+@dataclass
+class VideoAnswer:
+    """A video search, ready to display: frames (image, "00:02.04 · score 0.99"), a similarity
+    over time plot, one table row per segment, a markdown summary and the result as a dict."""
+
+    frames: list[tuple[Image.Image, str]]
+    plot: Image.Image
+    rows: list[list[Any]]
+    summary: str
+    data: dict
+    headers: list[str] = field(default_factory=lambda: ["#", "start", "end", "best frame", "score", "samples"])
+
+
+def face_choices(n: int) -> list[str]:
+    """The face picker's options for an image with n faces (numbers follow the boxes drawn)."""
+    if n <= 0:
+        return ["1 (largest)"]
+    return ["1 (largest)", *[str(i) for i in range(2, n + 1)], *(["all"] if n > 1 else [])]
+
+
+def parse_face(value: str | int | None) -> str | int:
+    """"all" | face number (1-based) from the picker's value ("1 (largest)", "2", "all", "largest")."""
+    if value is None:
+        return 1
+    if isinstance(value, int):
+        return value
+    v = str(value).strip().lower()
+    if v in ("", "largest"):
+        return 1
+    if v == "all":
+        return "all"
+    head = v.split()[0]
+    if head.isdigit() and int(head) >= 1:
+        return int(head)
+    raise BadInputError(f"face must be 'all', 'largest' or a face number, got {value!r}")
+
+
+def pretty_name(identity: str) -> str:
+    return identity.replace("_", " ")
+
+
+def describe_identification(fr: Any, people: int, label: str = "") -> str:
+    """Markdown for one searched face: the name with its calibrated probability, or "Not in
+    this gallery" with why, the nearest faces presented as look-alikes."""
+    ident = fr.identification
+    if ident.identity is not None:
+        return (
+            f"### {label}{pretty_name(ident.identity)}\n**{format_probability(ident.probability)}** probability that this is "
+            f"{pretty_name(ident.identity)} (calibrated for this gallery of {people:,} people; a name is given above "
+            f"{format_probability(ident.threshold)}) · nearest photo at distance {fr.matches[0].distance:.3f}"
+            if fr.matches
+            else f"### {label}{pretty_name(ident.identity)}"
+        )
+    why = ident.reason or "no one in this gallery resembles this face closely enough to name"
+    closest = f" The closest photo is at distance {fr.matches[0].distance:.3f}." if fr.matches else ""
+    return (
+        f"### {label}Not in this gallery\nThis face is not named: {why}. The faces below are **look-alikes, "
+        f"not matches**.{closest}"
+    )
+
+
+def video_answer(res: Any, path: Path, read_frames: Callable) -> VideoAnswer:
+    """A video search result as frames, plot, table rows and summary (`read_frames` fetches the
+    frames shown)."""
+    if res.mode == "frame" and getattr(res, "fusion", None) == "moments":
+        return moments_answer(res, path, read_frames)
+    face = res.mode == "face"
+    segs = list(res.segments)
+    shown = segs[:MAX_VIDEO_FRAMES_SHOWN]
+    hits = [max(s.hits, key=lambda h: (h.rank, h.score)) if s.hits else None for s in shown]
+    times = [s.best_time for s in shown]
+    closest_only = not shown and res.closest is not None
+    if closest_only:
+        times, hits = [res.closest.time], [res.closest]
+    frames = []
+    for t, hit, img in zip(times, hits, read_frames(path, times) if times else []):
+        if face and hit is not None and hit.faces:
+            labels = [f"{f.similarity:.2f}" for f in hit.faces]
+            img = draw_faces(img, [f.box for f in hit.faces], labels=labels, max_side=720)
+        else:
+            img = fit(img, 720)[0]
+        score = hit.score if hit is not None else float("nan")
+        caption = f"{format_time(t)} · score {score:.2f}"
+        frames.append((img, f"closest: {caption} (below threshold)" if closest_only else caption))
+    # Face mode's curve is a cosine similarity while its threshold is a distance.
+    thr = 1.0 - res.threshold**2 / 2.0 if face else res.threshold
+    what = (
+        "Person: best face similarity (cosine) per sampled frame; matching segments shaded"
+        if face
+        else "Frame: fused similarity (pHash + histogram + ORB) per frame; matching segments shaded"
+    )
+    plot = similarity_plot(
+        res.curve,
+        [(s.start, s.end) for s in segs],
+        times if not closest_only else [],
+        threshold=thr,
+        duration=res.duration,
+        ylabel="similarity",
+        title=what,
+    )
+    rows = [
+        [i + 1, format_time(s.start), format_time(s.end), format_time(s.best_time), round(float(s.score), 3), s.n_frames]
+        for i, s in enumerate(segs)
+    ]
+    t = res.timings
+    head = (
+        f"**{len(segs)} matching segment{'s' if len(segs) != 1 else ''}**"
+        if segs
+        else "**No match**: nothing in the video reaches the threshold"
+        + (f" (closest at {format_time(res.closest.time)}, score {res.closest.score:.2f})" if res.closest else "")
+    )
+    summary = (
+        f"{head} · {res.n_samples} frames compared ({res.sample_fps:.1f}/s of a {res.duration:.1f} s, "
+        f"{res.width}x{res.height} video) · {t.get('total_s', 0):.1f} s"
+        + (" (features cached)" if res.cached else "")
+    )
+    return VideoAnswer(frames, plot, rows, summary, res.to_dict(curve=False, hits=False))
+
+
+def moments_answer(res: Any, path: Path, read_frames: Callable) -> VideoAnswer:
+    """Frame search answered with moments: the best frames with their reading ("same frame",
+    "same shot", "similar scene"), one table row each, segments only around same-frame peaks."""
+    moments = list(res.moments)[:MAX_VIDEO_FRAMES_SHOWN]
+    times = [m.time for m in moments]
+    frames = [(fit(img, 720)[0], m.caption()) for m, img in zip(moments, read_frames(path, times) if times else [])]
+    thr = res.threshold if res.threshold == res.threshold else None  # NaN: nothing matched
+    plot = similarity_plot(
+        res.curve,
+        [(s.start, s.end) for s in res.segments],
+        times,
+        threshold=thr,
+        duration=res.duration,
+        ylabel="score",
+        title="Frame: keypoints matching the query in one consistent layout, per frame; moments marked",
+    )
+    rows = [
+        [i + 1, format_time(m.time), m.reading, round(float(m.score), 3), f"{format_time(m.start)}-{format_time(m.end)}" if m.reading == "same frame" else ""]
+        for i, m in enumerate(res.moments)
+    ]
+    t = res.timings
+    summary = (
+        f"**{res.describe()}** · {res.n_samples} frames compared ({res.duration:.1f} s, {res.width}x{res.height} video) · "
+        f"{t.get('total_s', 0):.1f} s" + (" (features cached)" if res.cached else "")
+    )
+    headers = ["#", "time", "reading", "score", "segment"]
+    return VideoAnswer(frames, plot, rows, summary, res.to_dict(curve=False, hits=False), headers)
+
+
+def results_csv(data: dict) -> str | None:
+    """The search result (API dict) as a CSV file in a fresh temporary folder, one row per result
+    tile; its path (None when there is nothing to write)."""
+
+    rows = []
+    for r in data.get("results") or []:
+        ident = r.get("identification") or {}
+        for m in r.get("matches") or []:
+            rows.append(
+                [r.get("face"), ident.get("identity") or "", ident.get("probability"), m.get("rank"), m.get("identity"),
+                 m.get("distance"), m.get("gallery_path")]
+            )
+    if not rows:
+        return None
+    d = Path(tempfile.mkdtemp(prefix="rvs-results-"))
+    path = d / "rvs-results.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["face", "named", "probability", "rank", "gallery_identity", "distance", "gallery_photo"])
+        w.writerows(rows)
+    return str(path)
