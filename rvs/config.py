@@ -66,7 +66,7 @@ class Config:
     # record it in their model id, so one built otherwise is refused rather than mixed.
     center_embeddings: bool = True
 
-    # --- gallery search backend (rvs/backends.py; recorded in the index manifest) ---
+    # --- gallery search backend (rvs/gallery/backends.py; recorded in the index manifest) ---
     # "auto": exact numpy search up to exact_max faces, Annoy above; "exact" | "annoy" | "milvus".
     search_backend: str = "auto"
     # Where approximate search starts to pay (bench/results/scale.json, one query at a time, 2 cores):
@@ -103,7 +103,7 @@ class Config:
     # with the default weights (1.147; 10-fold accuracy 0.9892; bench/results/retrieval.json).
     # The FAR=1e-3 operating point is 1.062.
     match_threshold: float = 1.15
-    # Open-set identification (rvs/identify.py): a face is named only when the gallery's calibrated
+    # Open-set identification (rvs/gallery/identify.py): a face is named only when the gallery's calibrated
     # model says so. Each gallery's operating point is set at build time so that at most this share
     # of people who are NOT in the gallery get a name (95% upper bound on its calibration strangers).
     open_set_fpir: float = 0.01
@@ -116,7 +116,7 @@ class Config:
     open_set_min_probability: float = 0.9
     # Override of the gallery's calibrated naming threshold (a probability; None = the gallery's own).
     name_threshold: float | None = None
-    # Faces searched but never named (rvs/quality.py): smaller than this (box side, photo pixels),
+    # Faces searched but never named (rvs/faces/quality.py): smaller than this (box side, photo pixels),
     # blurrier than this (Laplacian variance of the 160 px crop; LFW >= 12), or turned further than
     # this (nose offset from the eyes' midpoint in eye distances; LFW within +-0.44).
     name_min_face_px: int = 40
@@ -143,7 +143,7 @@ class Config:
     video_hist_bins_h: int = 16  # HSV histogram over hue x saturation (value left out: robust to brightness)
     video_hist_bins_s: int = 16
     # "auto": frame mode decodes 8-bit 4:2:0 video with PyAV, shrinking the YUV planes before the
-    # colour conversion (rvs/video_decode.py; ~25% less CPU than OpenCV's full-size BGR frames),
+    # colour conversion (rvs/video/decode.py; ~25% less CPU than OpenCV's full-size BGR frames),
     # anything else with OpenCV. "opencv": always OpenCV.
     video_decoder: str = "auto"
     video_hist_min_sv: int = 32  # histogram over pixels with saturation and value >= this (hue defined); 0 = all

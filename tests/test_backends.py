@@ -94,6 +94,71 @@ def test_milvus_grows_shrinks_and_is_reused(built_index, tmp_path):
     loaded.close_backend()
 
 
+@pytest.fixture
+def milvus_server(tmp_path):
+    """A Milvus server on 127.0.0.1: milvus-lite's server binary answering gRPC on a TCP port, the
+    protocol of a Milvus standalone server or cluster (none can be installed here). Stopped by the test."""
+    import socket
+    import time
+
+    from milvus_lite.server import Server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = Server(str(tmp_path / "server.db"), address=f"127.0.0.1:{port}")
+    assert srv.init() and srv.start(), "milvus-lite's server binary did not start"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the Milvus server never listened"
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.stop()
+
+
+def test_milvus_server_by_uri(built_index, probes, milvus_server, tmp_path, monkeypatch):
+    """The Milvus backend against a server by URI (the path beyond one machine): the vectors live on
+    the server, not in the index folder; answers equal exact search before and after add/remove; a
+    loaded index reaches the server only through this machine's RVS_MILVUS_URI, never its manifest."""
+    from rvs.gallery.backends import MilvusBackend
+
+    index = built_index[0]
+    ix = FaceIndex(index.embeddings.copy(), {k: list(v) for k, v in index.meta.items()}, index.model_id)
+    ix.configure(Config(search_backend="milvus", milvus_uri=milvus_server))
+    d = tmp_path / "s"
+    ix.save(d)
+    assert not (d / "milvus.db").exists()  # nothing local: the server holds the collection
+    be = ix.backend()
+    assert isinstance(be, MilvusBackend) and not be.is_lite and be.count() == len(ix)
+    ids, dist = ix.search(probes, 10)
+    ref, ref_d = ix.search(probes, 10, exact=True)
+    assert ids.tolist() == ref.tolist()
+    np.testing.assert_allclose(dist, ref_d, atol=1e-4)
+    ix.remove([0, 3])
+    ix.add(index.embeddings[[0]], {k: [v[0]] for k, v in index.meta.items()})
+    assert be.count() == len(ix)
+    assert ix.search(index.embeddings[[0, 3]], 5)[0].tolist() == ix.search(index.embeddings[[0, 3]], 5, exact=True)[0].tolist()
+    ix.save(d)
+    ix.close_backend()
+
+    monkeypatch.setenv("RVS_MILVUS_URI", milvus_server)
+    loaded = FaceIndex.load(d)
+    lb = loaded.backend()
+    assert isinstance(lb, MilvusBackend) and lb.uri == milvus_server and lb.count() == len(loaded)
+    assert loaded.search(probes, 10)[0].tolist() == loaded.search(probes, 10, exact=True)[0].tolist()
+    loaded.close_backend()
+    monkeypatch.delenv("RVS_MILVUS_URI")
+    local = FaceIndex.load(d)  # the manifest's server is not followed: a local store instead
+    assert local.backend().is_lite and Path(local.backend().uri).parent == d
+    local.close_backend()
+
+
 # ---------------------------------------------------------------------------------------------
 # Incremental galleries
 

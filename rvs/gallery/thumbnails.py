@@ -4,7 +4,7 @@ gallery's photos are not on the machine (a Space).
 Format (no pickle): `thumbs.bin`, the JPEG bytes of every gallery item's face (square, `SIZE`
 px) one after another, and `thumbs.npy`, int64 offsets (N + 1) into it; item i is
 bytes[offsets[i]:offsets[i + 1]] (empty when its photo was missing at export). Written by
-`python -m rvs push` (rvs.hub.export_artifacts), read by the app; offsets are checked at load and
+`python -m rvs push` (rvs.hub.publish.export_artifacts), read by the app; offsets are checked at load and
 each thumbnail is decoded through rvs.imageio (size-checked), so a hostile file cannot do more
 than fail to show a face.
 """

@@ -248,7 +248,7 @@ python app.py
 
 ```python
 from rvs.config import Config
-from rvs.hub import resolve_artifacts
+from rvs.hub.client import resolve_artifacts
 
 artifacts = resolve_artifacts(Config(hub_repo="{info.repo_id}", hub_revision="main"))
 print(artifacts.describe())
