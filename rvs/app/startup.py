@@ -31,6 +31,7 @@ from rvs.progress import say
 
 log = logging.getLogger(__name__)
 
+
 def load_service(
     config: Config | None = None,
     gallery: str | os.PathLike | None = None,

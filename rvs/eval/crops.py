@@ -32,17 +32,12 @@ from rvs.lfw.dataset import lfw_images_dir
 
 log = logging.getLogger(__name__)
 
-
 CACHE_VERSION = 2  # 2: MTCNN pyramid resized with OpenCV in batches too (boxes changed)
-
-
 PART_SIZE = 256  # images per cache part: what an interrupted run can lose at most
-
 
 # Fallback face box as fractions of the image (x1, y1, x2, y2): the median MTCNN box over the
 # LFW deep-funneled images (measured on a random 192 of them), so a missed detection is cropped like a hit.
 CENTRE_BOX = (0.31, 0.26, 0.68, 0.75)
-
 
 # uint8 crops N x 160 x 160 x 3 -> float32 N x D unit embeddings.
 EmbedFn = Callable[[np.ndarray], np.ndarray]

@@ -42,8 +42,6 @@ def iter_faces(
 
 
 @dataclass
-
-
 class AlignedFaces:
     """Main face of each image: crops N x 160 x 160 x 3 uint8, boxes N x 4, probs N; `found` marks
     images where a face was detected (crops of the others are zeros)."""

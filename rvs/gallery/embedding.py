@@ -21,8 +21,6 @@ from rvs.gallery.photos import Photo, read_uri
 
 
 @dataclass
-
-
 class PhotoFaces:
     """What the embedding stage returns for one photo: its faces (boxes, probs, unit embeddings;
     none when no face was found) or an error (unreadable). Same from the local and the Ray path."""

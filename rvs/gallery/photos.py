@@ -31,8 +31,6 @@ def list_images(folder: str | Path) -> list[tuple[str, Path]]:
 
 
 @dataclass
-
-
 class Photo:
     """One photo to index: `key` (its path relative to the gallery folder, or its URI), the
     identity it shows, and `src` (a local path, or a URI read with `read_uri`)."""

@@ -24,7 +24,6 @@ from rvs.progress import say
 
 STARTER_PEOPLE = Config.starter_people
 STARTER_PER_PERSON = Config.starter_per_person
-
 STARTER_NAME = "lfw-starter"
 FULL_INDEX_HINT = "make index   (= python -m rvs index ../shared/data/lfw/images_deepfunneled)"
 

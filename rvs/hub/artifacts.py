@@ -28,37 +28,16 @@ from rvs.gallery.store import read_manifest, verify_files
 
 log = logging.getLogger(__name__)
 
-
 ARTIFACT_FORMAT = "rvs-artifacts"
-
-
 ARTIFACT_VERSION = 1
-
-
 RVS_JSON = "rvs.json"
-
-
 WEIGHTS_FILE = "model.safetensors"
-
-
 WEIGHTS_SIDECAR = "model.safetensors.json"
-
-
 MODEL_JSON = "model.json"
-
-
 CARD_FILE = "README.md"
-
-
 INDEX_SUBDIR = "index"
-
-
 GALLERY_SUBDIR = "gallery"  # face thumbnails (rvs.gallery.thumbnails)
-
-
 REQUIRED_FILES = (WEIGHTS_FILE, MODEL_JSON, f"{INDEX_SUBDIR}/manifest.json")
-
-
 SHA_RE = re.compile(r"[0-9a-f]{40}")
 
 

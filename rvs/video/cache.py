@@ -25,7 +25,6 @@ from rvs.video.results import VideoInfo
 
 log = logging.getLogger(__name__)
 
-
 CACHE_VERSION = 1  # bump when a cached file's layout or meaning changes
 
 _KEY_MEMO: dict[tuple, str] = {}

@@ -26,7 +26,6 @@ from rvs.video.results import VideoInfo
 
 log = logging.getLogger(__name__)
 
-
 FALLBACK_FPS = 25.0  # used when a container does not state a usable frame rate
 
 # A decode that stops this many frames (or this share of them) short of the header's count is a
@@ -70,8 +69,6 @@ _OPENCV_LOG_LEVEL = SharedSetting(cv2.getLogLevel, cv2.setLogLevel)
 
 
 @contextmanager
-
-
 def _quiet_opencv() -> Iterator[None]:
     """Silence OpenCV's own warnings ("can't open ... by name") while we open, decode or seek: the
     caller turns failures into one clear error, and the CLI should print one line, not three.

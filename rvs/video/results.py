@@ -18,8 +18,6 @@ def _r(x: float | None, nd: int = 4) -> float | None:
 
 
 @dataclass
-
-
 class FaceBox:
     """A face in a video frame that matched the query person (face mode)."""
 
@@ -38,8 +36,6 @@ class FaceBox:
 
 
 @dataclass
-
-
 class FrameHit:
     """One sampled frame that matched.
 
@@ -78,8 +74,6 @@ class FrameHit:
 
 
 @dataclass
-
-
 class Segment:
     """A run of matching samples (gaps up to `Config.video_segment_gap` seconds joined).
 
@@ -121,8 +115,6 @@ READINGS = {
 
 
 @dataclass
-
-
 class Moment:
     """A peak of frame similarity: where the query is ("moments" fusion, frame mode).
 
@@ -161,8 +153,6 @@ class Moment:
 
 
 @dataclass
-
-
 class VideoInfo:
     """What the container says (frame_count, fps) and what decoding found (decoded_frames)."""
 
@@ -180,8 +170,6 @@ class VideoInfo:
 
 
 @dataclass
-
-
 class VideoResult:
     """Result of a video search.
 
