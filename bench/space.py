@@ -19,6 +19,7 @@ tests/test_space.py runs the same setup in a real browser.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -219,6 +220,7 @@ def check(space: Space) -> dict:
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     work = Path(tempfile.mkdtemp(prefix="rvs-space-"))
     space = Space(work)
     try:
