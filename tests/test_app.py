@@ -152,7 +152,7 @@ def test_starter_reused_and_rebuilt_when_its_recipe_changes(service, tmp_path, m
     folder, model id and detector id, so a changed crop setting silently reused the old one)."""
     import dataclasses
 
-    import rvs.gallery.starter
+    import rvs.gallery.build
     from rvs.faces.detect import FaceDetector
     from rvs.gallery.starter import build_starter
 
@@ -160,13 +160,13 @@ def test_starter_reused_and_rebuilt_when_its_recipe_changes(service, tmp_path, m
     cfg = Config(cache_dir=make_cache(tmp_path))
     embedder = service.engine.embedder
     builds: list[Path] = []
-    real = rvs.gallery.starter.build_index
+    real = rvs.gallery.build.build_index
 
     def counting(folder, *a, **k):
         builds.append(folder)
         return real(folder, *a, **k)
 
-    monkeypatch.setattr(rvs.gallery.starter, "build_index", counting)
+    monkeypatch.setattr(rvs.gallery.build, "build_index", counting)
 
     def starter(**changes):
         c = dataclasses.replace(cfg, **changes)

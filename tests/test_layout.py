@@ -153,3 +153,16 @@ def test_the_checks_catch_a_cycle_and_an_upward_import(tmp_path):
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_every_module_says_what_it_does(path):
     assert ast.get_docstring(ast.parse(path.read_text())), f"{path.relative_to(PROJECT_ROOT)} has no module docstring"
+
+
+def test_the_app_starts_listening_without_the_face_models():
+    """Importing app.py loads no torch, MTCNN, OpenCV or Annoy: the page answers while the models load
+    in the background (bench/space.py page_answers_seconds; a starter-gallery import once pulled torch
+    in through the gallery builder and doubled the import time)."""
+    import subprocess
+    import sys
+
+    code = "import sys, app; print([m for m in ('torch', 'facenet_pytorch', 'cv2', 'annoy') if m in sys.modules])"
+    p = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-800:]
+    assert p.stdout.strip().splitlines()[-1] == "[]"

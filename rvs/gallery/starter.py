@@ -16,7 +16,6 @@ from typing import Any
 from rvs.config import Config
 from rvs.errors import IndexError_, RvsError
 from rvs.faces.recipe import embedder_precision, embedding_recipe, recipe_digest
-from rvs.gallery.build import build_index
 from rvs.gallery.calibrate import ensure_calibrated
 from rvs.gallery.photos import list_images
 from rvs.gallery.store import FaceIndex
@@ -82,7 +81,10 @@ def build_starter(
     The selection is indexed through a temporary folder of symlinks, so `rvs.gallery.build.build_index`
     does the work and the photos are never copied; the saved index points at `folder` itself.
     """
+    # Imported here, not at the top: the app imports this module while it starts listening, and
+    # the page must not wait for torch and the face models (they load in the background).
     from rvs.faces.embed import Embedder
+    from rvs.gallery.build import build_index
 
     folder = Path(folder).expanduser()
     if not folder.is_dir():
