@@ -30,11 +30,11 @@ from rvs.app.draw import draw_faces, fit, placeholder_tile
 from rvs.config import Config
 from rvs.errors import BadInputError, IndexError_, RvsError
 from rvs.gallery.identify import format_probability
-from rvs.gallery.starter import lfw_folder
 from rvs.gallery.store import FaceIndex
 from rvs.hub.artifacts import Artifacts, artifact_folder
 from rvs.hub.client import resolve_artifacts
 from rvs.imageio import ImageLike, crop_box, load_image
+from rvs.lfw.dataset import lfw_images_dir
 from rvs.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -328,7 +328,7 @@ class Service:
 
         if self.index is None:
             return []
-        return [p for _, p in probe_photos(self.index.meta, lfw_folder(self.config), n)]
+        return [p for _, p in probe_photos(self.index.meta, lfw_images_dir(self.config), n)]
 
     def example_images(self) -> list[Path]:
         """Example photos: those the published gallery brings, else the ones here

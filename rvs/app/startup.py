@@ -23,10 +23,11 @@ from rvs.app.service import Service
 from rvs.config import Config
 from rvs.errors import RvsError
 from rvs.faces.recipe import check_index_recipe, recipe_of
-from rvs.gallery.starter import FULL_INDEX_HINT, build_starter, lfw_folder
+from rvs.gallery.starter import FULL_INDEX_HINT, build_starter
 from rvs.gallery.store import FaceIndex
 from rvs.hub.artifacts import Artifacts
 from rvs.hub.client import resolve_artifacts
+from rvs.lfw.dataset import lfw_images_dir
 from rvs.progress import say
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def load_service(
                     say(f"no local index either: {e2}")
     if arts is not None:
         config = arts.apply(config)
-    folder = Path(gallery).expanduser() if gallery else lfw_folder(config)
+    folder = Path(gallery).expanduser() if gallery else lfw_images_dir(config)
     no_gallery = (
         f"no gallery: no index at {config.index_dir} and no photos at {folder}. Build one with "
         "`python -m rvs index FOLDER`, start the app with `--gallery FOLDER`, or set RVS_HUB_REPO"

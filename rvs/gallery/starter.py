@@ -19,16 +19,13 @@ from rvs.faces.recipe import embedder_precision, embedding_recipe, recipe_digest
 from rvs.gallery.calibrate import ensure_calibrated
 from rvs.gallery.photos import list_images
 from rvs.gallery.store import FaceIndex
+from rvs.lfw.dataset import lfw_images_dir
 from rvs.progress import say
 
 STARTER_PEOPLE = Config.starter_people
 STARTER_PER_PERSON = Config.starter_per_person
 STARTER_NAME = "lfw-starter"
 FULL_INDEX_HINT = "make index   (= python -m rvs index ../shared/data/lfw/images_deepfunneled)"
-
-
-def lfw_folder(config: Config) -> Path:
-    return Path(config.data_dir) / "lfw" / "images_deepfunneled"
 
 
 def starter_selection(folder: Path, people: int = STARTER_PEOPLE, per_person: int = STARTER_PER_PERSON) -> list[tuple[str, list[Path]]]:
@@ -59,7 +56,7 @@ def starter_dir(config: Config, folder: Path) -> Path:
     """`cache_dir/index/lfw-starter` for LFW; `<name>-starter-<hash>` for any other folder, so two
     galleries never overwrite each other."""
     base = Path(config.cache_dir) / "index"
-    if folder.resolve() == lfw_folder(config).resolve():
+    if folder.resolve() == lfw_images_dir(config).resolve():
         return base / STARTER_NAME
     tag = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]
     return base / f"{folder.name or 'gallery'}-starter-{tag}"

@@ -14,7 +14,7 @@ from rvs.config import Config
 
 def lfw_root(config: Config | None = None) -> Path:
     """The LFW folder: `<data_dir>/lfw` (holds images_deepfunneled/ and the protocol files)."""
-    return (config or Config()).data_dir / "lfw"
+    return Path((config or Config()).data_dir) / "lfw"
 
 
 def lfw_images_dir(config: Config | None = None) -> Path:
