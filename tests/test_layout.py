@@ -28,7 +28,6 @@ LAYERS: list[set[str]] = [
     {"commands", "cli"},  # python -m rvs COMMAND: one module per command
     {"__main__"},
 ]
-ROOT_OK = {"__version__"}  # `from rvs import __version__` is not a stage
 
 
 def module_name(path: Path, top: Path) -> str:

@@ -258,23 +258,17 @@ def _search_faces(query_image: ImageLike, video_path: str | os.PathLike, config:
             closest = FrameHit(int(track.frames[s]), float(times[s]), float(best[s]), float(best[s]), faces=[face_box(k)])
     if progress:
         progress(1.0, "done")
-    info = track.info
-    return VideoResult(
-        mode="face",
-        video=str(path),
-        fps=info.fps,
-        duration=info.duration,
-        frame_count=info.decoded_frames,
-        width=info.width,
-        height=info.height,
-        sample_fps=track.sample_fps,
+    return VideoResult.of(
+        "face",
+        path,
+        track.info,
+        track.sample_fps,
+        cached,
         n_samples=n,
         threshold=config.video_face_threshold,
         segments=segments,
         curve=[(float(t), float(b)) for t, b in zip(times, best)],
         closest=closest,
         timings=timer.done(),
-        cached=cached,
-        frames_decoded=0 if cached else info.decoded_frames,
         query_box=tuple(float(v) for v in q_box),
     )

@@ -739,24 +739,18 @@ def search_frames(query_image: ImageLike, video_path: str | os.PathLike, config:
             closest = hit(int(np.lexsort((fused, rank))[-1])) if len(rank) else None
     if progress:
         progress(1.0, "done")
-    info = feats.info
-    return VideoResult(
-        mode="frame",
-        video=str(path),
-        fps=info.fps,
-        duration=info.duration,
-        frame_count=info.decoded_frames,
-        width=info.width,
-        height=info.height,
-        sample_fps=feats.sample_fps,
+    return VideoResult.of(
+        "frame",
+        path,
+        feats.info,
+        feats.sample_fps,
+        cached,
         n_samples=len(feats.frames),
         threshold=threshold,
         segments=segments,
         curve=[(float(t), float(s)) for t, s in zip(times, fused)],
         closest=closest,
         timings=timer.done(),
-        cached=cached,
-        frames_decoded=0 if cached else info.decoded_frames,
         moments=moments,
         fusion=fusion,
     )

@@ -21,6 +21,7 @@ from PIL import Image
 
 from rvs.errors import BadInputError
 from rvs.progress import Progress
+from rvs.video import decode as video_decode
 from rvs.video.decode import downscale
 from rvs.video.results import VideoInfo
 
@@ -237,8 +238,6 @@ class FrameStream:
     def _produce_small(self) -> bool:
         """Frames shrunk to `width` via rvs.video.decode; False if that path does not apply to
         this video (nothing was queued then, and the OpenCV path takes over)."""
-        from rvs.video import decode as video_decode
-
         frames = video_decode.iter_small_bgr(self.path, self._width, self._take)
         try:
             while not self._stop.is_set():

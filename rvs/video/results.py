@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -201,6 +202,24 @@ class VideoResult:
     query_box: tuple[float, float, float, float] | None = None  # face mode: the query face used
     moments: list[Moment] = field(default_factory=list)
     fusion: str | None = None  # frame mode: "moments" | "report" | "mean"
+
+    @classmethod
+    def of(cls, mode: str, path: Path | str, info: VideoInfo, sample_fps: float, cached: bool, **fields: Any) -> VideoResult:
+        """A result whose video facts come from `info` (what a mode's cache entry recorded);
+        `fields` are the mode's answer (n_samples, threshold, segments, curve, closest, timings...)."""
+        return cls(
+            mode=mode,
+            video=str(path),
+            fps=info.fps,
+            duration=info.duration,
+            frame_count=info.decoded_frames,
+            width=info.width,
+            height=info.height,
+            sample_fps=sample_fps,
+            cached=cached,
+            frames_decoded=0 if cached else info.decoded_frames,
+            **fields,
+        )
 
     @property
     def matched(self) -> bool:
