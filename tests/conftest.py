@@ -65,9 +65,10 @@ def detector(config):
 
 @pytest.fixture(scope="session")
 def embedder(config):
-    from rvs.faces.embed import Embedder
+    """The default model (Config.model), as the app and the CLI use it."""
+    from rvs.faces.embedders import create_embedder
 
-    return Embedder(config)
+    return create_embedder(config)
 
 
 @pytest.fixture(scope="session")

@@ -169,9 +169,9 @@ class CountingEmbedder:
     def __init__(self, inner):
         self._inner, self.faces = inner, 0
 
-    def embed(self, crops):
-        self.faces += len(crops)
-        return self._inner.embed(crops)
+    def embed_inputs(self, inputs):
+        self.faces += len(next(iter(inputs.values())))
+        return self._inner.embed_inputs(inputs)
 
     def __getattr__(self, name):
         return getattr(self._inner, name)

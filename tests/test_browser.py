@@ -97,7 +97,7 @@ def test_stranger_is_not_named_in_the_page(page):
     page.locator("input[type=file]").first.set_input_files(str(PHOTOS / "paul_rudd" / "1.jpg"))
     page.locator("#rvs-faces img").wait_for()
     page.get_by_role("button", name="Search", exact=True).click()
-    page.locator("#rvs-vote").get_by_role("heading", name="Not in this gallery").wait_for()
+    page.locator("#rvs-vote").get_by_role("heading", name="No match in this gallery").wait_for()
     captions = page.locator("#rvs-results .caption-label")
     captions.first.wait_for()
     texts = captions.all_inner_texts()

@@ -71,7 +71,7 @@ def test_train_index_push_pull_search(config, exported, tmp_path, monkeypatch):
     with FakeHub(token=TOKEN) as hub:
         hub_client_env(monkeypatch, tmp_path, hub.endpoint)
         monkeypatch.setenv("RVS_CACHE", str(tmp_path / "push-cache"))
-        summary = json.loads(cli("index", str(gallery), "--out", str(tmp_path / "index"), "--weights", weights, "--json"))
+        summary = json.loads(cli("--model", "facenet", "index", str(gallery), "--out", str(tmp_path / "index"), "--weights", weights, "--json"))
         assert summary["faces_indexed"] == 3 * len(PEOPLE)
         monkeypatch.setenv("HF_TOKEN", TOKEN)
         out = cli("push", "--repo", REPO, "--index", str(tmp_path / "index"), "--weights", weights, "--eval-json", str(tmp_path / "eval.json"))

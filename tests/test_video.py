@@ -22,6 +22,7 @@ from PIL import Image, ImageEnhance
 
 from rvs.config import PROJECT_ROOT, Config, default_data_dir
 from rvs.errors import BadInputError, NoFaceError
+from rvs.faces.embedders import get_spec, video_threshold
 from rvs.video import decode as video_decode
 from rvs.video import frames as video_frames
 from rvs.video.api import search_video_faces, search_video_frames
@@ -297,7 +298,7 @@ def face_search(cfg, face_query):
 
 def test_face_found_where_person_is_visible(face_search, face_query):
     r = face_search
-    assert r.mode == "face" and r.threshold == Config().video_face_threshold == 1.0 and r.query_box is not None
+    assert r.mode == "face" and r.threshold == video_threshold(Config()) == get_spec(Config().model).video_threshold and r.query_box is not None
     assert r.n_samples == 9 and r.sample_fps == pytest.approx(2.0)
     assert r.segments, f"person not found; closest {r.closest}"
     top = r.segments[0]

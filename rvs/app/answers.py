@@ -80,10 +80,36 @@ def pretty_name(identity: str) -> str:
     return identity.replace("_", " ")
 
 
+def answer_line(ident: Any) -> str:
+    """One plain line for a face's answer (CLI, CSV, logs): "George Clooney (97%)",
+    "possibly George Clooney (57%; below the 90% needed to name)" or "no match in this gallery"."""
+    if ident.identity is not None:
+        return f"{pretty_name(ident.identity)} ({format_probability(ident.probability)})"
+    if ident.answer == "possible":
+        bar = f"; below the {format_probability(ident.threshold)} needed to name" if ident.threshold is not None and not ident.reason else ""
+        why = f"; {ident.reason}" if ident.reason else ""
+        return f"possibly {pretty_name(ident.candidate)} ({format_probability(ident.probability)}{bar}{why})"
+    why = f" ({ident.reason})" if ident.reason else ""
+    return f"no match in this gallery{why}"
+
+
 def describe_identification(fr: Any, people: int, label: str = "") -> str:
-    """Markdown for one searched face: the name with its calibrated probability, or "Not in
-    this gallery" with why, the nearest faces presented as look-alikes."""
+    """Markdown for one searched face: the name with its calibrated probability; "Possibly NAME"
+    with its probability and the bar it missed; or "No match in this gallery" with why, the
+    nearest faces presented as look-alikes."""
     ident = fr.identification
+    if ident.identity is None and ident.answer == "possible":
+        name, p = pretty_name(ident.candidate), format_probability(ident.probability)
+        why = (
+            f"This face is not named because {ident.reason}."
+            if ident.reason
+            else f"{p} probability, below the {format_probability(ident.threshold)} this gallery of {people:,} people needs to name someone."
+        )
+        closest = f" Nearest photo at distance {fr.matches[0].distance:.3f}." if fr.matches else ""
+        return (
+            f"### {label}Possibly {name} ({p})\n{why} The faces below are **look-alikes**, "
+            f"{name} among them, until a name is given.{closest}"
+        )
     if ident.identity is not None:
         return (
             f"### {label}{pretty_name(ident.identity)}\n**{format_probability(ident.probability)}** probability that this is "
@@ -95,7 +121,7 @@ def describe_identification(fr: Any, people: int, label: str = "") -> str:
     why = ident.reason or "no one in this gallery resembles this face closely enough to name"
     closest = f" The closest photo is at distance {fr.matches[0].distance:.3f}." if fr.matches else ""
     return (
-        f"### {label}Not in this gallery\nThis face is not named: {why}. The faces below are **look-alikes, "
+        f"### {label}No match in this gallery\nThis face is not named: {why}. The faces below are **look-alikes, "
         f"not matches**.{closest}"
     )
 
@@ -196,7 +222,8 @@ def results_csv(data: dict) -> str | None:
         ident = r.get("identification") or {}
         for m in r.get("matches") or []:
             rows.append(
-                [r.get("face"), ident.get("identity") or "", ident.get("probability"), m.get("rank"), m.get("identity"),
+                [r.get("face"), ident.get("answer") or "", ident.get("identity") or "",
+                 ident.get("candidate") if ident.get("answer") == "possible" else "", ident.get("probability"), m.get("rank"), m.get("identity"),
                  m.get("distance"), m.get("gallery_path")]
             )
     if not rows:
@@ -205,6 +232,6 @@ def results_csv(data: dict) -> str | None:
     path = d / "rvs-results.csv"
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["face", "named", "probability", "rank", "gallery_identity", "distance", "gallery_photo"])
+        w.writerow(["face", "answer", "named", "possibly", "probability", "rank", "gallery_identity", "distance", "gallery_photo"])
         w.writerows(rows)
     return str(path)

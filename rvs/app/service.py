@@ -394,7 +394,8 @@ class Service:
                 self.engine.search(probes[0], k=self.config.k)
             else:
                 self.engine.detect(Image.new("RGB", (160, 160), (128, 128, 128)))
-                self.engine.embedder.embed(np.zeros((1, self.config.face_size, self.config.face_size, 3), np.uint8))
+                blank = {"crop": np.zeros((1, self.config.face_size, self.config.face_size, 3), np.uint8), "aligned": np.zeros((1, 112, 112, 3), np.uint8)}
+                self.engine.embedder.embed_inputs({k: blank[k] for k in self.engine.embedder.spec.inputs})
         except RvsError:
             pass
         log.info("warm-up took %.1f s", time.perf_counter() - t0)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rvs.app.service import Service
 from rvs.config import Config
-from rvs.errors import RvsError
+from rvs.errors import RvsError, WeightsError
 from rvs.faces.recipe import check_index_recipe, recipe_of
 from rvs.gallery.starter import FULL_INDEX_HINT, build_starter
 from rvs.gallery.store import FaceIndex
@@ -52,7 +52,7 @@ def load_service(
     else 300 x 3; 0 = no limit). Never raises for a missing gallery: the Service reports it.
     """
     from rvs.faces.detect import FaceDetector
-    from rvs.faces.embed import Embedder
+    from rvs.faces.embedders import create_embedder, get_spec
     from rvs.gallery.search import SearchEngine
 
     config = config or Config.from_env()
@@ -90,8 +90,17 @@ def load_service(
         return Service(config, None, None, notes, problem=no_gallery)
 
     try:
+        try:
+            embedder = create_embedder(config)
+        except WeightsError as e:
+            if config.model == "facenet":
+                raise
+            # A bad or missing SFace file must not take the app down: FaceNet needs nothing else.
+            say(f"cannot use the {get_spec(config.model).title} model ({_first_line(e)}); falling back to FaceNet")
+            notes.append(f"{get_spec(config.model).title} model refused ({_first_line(e)}); FaceNet in use")
+            config = dataclasses.replace(config, model="facenet")
+            embedder = create_embedder(config)
         detector = FaceDetector(config)
-        embedder = Embedder(config)
     except RvsError as e:
         say(f"cannot load the face models: {e}")
         return Service(config, None, None, notes, problem=f"face models unavailable: {_first_line(e)}")

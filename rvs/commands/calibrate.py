@@ -2,7 +2,8 @@
 
 Index builds calibrate on their own; this command updates an index built before calibration
 existed, or with another target (`--fpir`). `--make-reference` writes the reference set that rvs
-ships for the default weights (rvs/data/reference/) from a full LFW index (maintainers only).
+ships for a model (rvs/data/reference/) from a full LFW index, or with `--lfw` from the LFW crop
+and embedding caches of `--model` (rvs.eval.crops; maintainers only).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ def register(sub) -> None:
     p.add_argument("--index", help="index folder (default: Config.index_dir, RVS_INDEX_DIR)")
     p.add_argument("--fpir", type=float, help="target share of people not in the gallery who get a name (default 0.01)")
     p.add_argument("--make-reference", action="store_true", help="write rvs/data/reference/<model>.* from this (full LFW) index")
+    p.add_argument("--lfw", action="store_true", help="with --make-reference: from every LFW photo's main face (evaluation caches), not an index")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -30,6 +32,18 @@ def run(args: argparse.Namespace) -> int:
     over = {"open_set_fpir": args.fpir} if args.fpir is not None else {}
     cfg = Config.from_env(**over)
     d = args.index or cfg.index_dir
+    if args.make_reference and args.lfw:
+        from rvs.eval.crops import CropCache, model_embeddings
+        from rvs.faces.embedders import create_embedder
+        from rvs.lfw.dataset import lfw_images_dir
+
+        images = lfw_images_dir(cfg)
+        paths = sorted(str(p.relative_to(images)) for p in images.glob("*/*.jpg"))
+        emb = model_embeddings(CropCache(cfg), paths, cfg.model)
+        ref = reference_from_index(emb, [p.split("/")[0] for p in paths], create_embedder(cfg).model_id)
+        stem = ref.save(REFERENCE_DIR)
+        print(f"wrote {stem}.*: {len(ref.strangers)} strangers, {len(ref.people_names)} people with 2-4 photos")
+        return 0
     index = FaceIndex.load(d)
     if args.make_reference:
         ref = reference_from_index(index.embeddings, index.meta["identity"], index.model_id)

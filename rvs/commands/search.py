@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     for fr in res.faces:
         b = ", ".join(f"{v:.0f}" for v in fr.face.box)
         print(f"\nface {fr.face_number} [{b}] detection p={fr.face.prob:.3f}: {describe(fr.identification)}")
-        print(f"  {'rank':>4}  {'distance':>8}  identity / path {'' if fr.named else '(look-alikes, not matches)'}")
+        print(f"  {'rank':>4}  {'distance':>8}  identity / path {'' if fr.named else '(look-alikes unless they are the person named)'}")
         for m in fr.matches:
             print(f"  {m.rank:>4}  {m.distance:8.4f}  {m.identity}  ({m.path})")
     if engine.calibration_problem:
@@ -58,12 +58,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def describe(ident) -> str:
-    from rvs.gallery.identify import format_probability as fp
+    from rvs.app.answers import answer_line
 
-    if ident.identity is not None:
-        return f"{ident.identity} (probability {fp(ident.probability)} that this is right; named above {fp(ident.threshold)})"
-    why = ident.reason or "no one in this gallery resembles this face closely enough to name"
-    return f"not in this gallery: {why}"
+    return answer_line(ident)
 
 
 def _int(s: str) -> int:
@@ -76,7 +73,7 @@ def _int(s: str) -> int:
 
 
 ROW_FIELDS = [
-    "image", "face", "box", "detection_prob", "identity", "probability", "reason",
+    "image", "face", "box", "detection_prob", "answer", "identity", "possibly", "probability", "reason",
     "top_identity", "top_distance", "top_path", "matches", "error",
 ]
 
@@ -93,7 +90,9 @@ def face_rows(image: str, res) -> list[dict]:
                 "face": fr.face_number,
                 "box": [round(float(v), 1) for v in fr.face.box],
                 "detection_prob": round(float(fr.face.prob), 4),
+                "answer": ident.answer,
                 "identity": ident.identity,
+                "possibly": ident.candidate if ident.answer == "possible" else None,
                 "probability": None if ident.probability is None else round(float(ident.probability), 4),
                 "reason": ident.reason,
                 "top_identity": m0.identity if m0 else None,

@@ -32,7 +32,7 @@ from rvs.lfw.dataset import lfw_images_dir
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: MTCNN pyramid resized with OpenCV in batches too (boxes changed)
+CACHE_VERSION = 3  # 2: MTCNN pyramid resized with OpenCV in batches too (boxes changed); 3: landmarks kept
 PART_SIZE = 256  # images per cache part: what an interrupted run can lose at most
 
 # Fallback face box as fractions of the image (x1, y1, x2, y2): the median MTCNN box over the
@@ -50,6 +50,7 @@ class LfwCrops:
     paths: image paths relative to the LFW images folder ("Name/Name_0001.jpg").
     crops: N x S x S x 3 uint8. boxes: N x 4 (zeros where no face). probs: N.
     found: N bool, False where MTCNN found no face and the centre crop was used instead.
+    landmarks: N x 5 x 2 (the template's points inside the centre box where no face was found).
     """
 
     paths: list[str]
@@ -58,6 +59,26 @@ class LfwCrops:
     probs: np.ndarray
     found: np.ndarray
     key: str = ""  # detector settings + crop geometry: part of the embedding cache's key
+    landmarks: np.ndarray | None = None
+
+    def as_input(self, kind: str, images_dir: Path) -> LfwCrops:
+        """The same faces as another embedder input: "crop" (self) or "aligned" (112 x 112,
+        five-point aligned from the landmarks: rvs.faces.warp), cut from the images in memory."""
+        if kind == "crop":
+            return self
+        if kind != "aligned":
+            raise ValueError(f"unknown face input {kind!r}")
+        from rvs.faces.warp import ALIGNED_SIZE, align_face
+        from rvs.imageio import load_image
+
+        out = np.zeros((len(self.paths), ALIGNED_SIZE, ALIGNED_SIZE, 3), np.uint8)
+        for i, rel in enumerate(self.paths):
+            try:
+                img = load_image(images_dir / rel)
+            except RvsError:
+                continue
+            out[i] = align_face(img, self.landmarks[i])
+        return LfwCrops(self.paths, out, self.boxes, self.probs, self.found, f"{self.key}-aligned{ALIGNED_SIZE}", self.landmarks)
 
     @property
     def n_fallback(self) -> int:
@@ -165,11 +186,13 @@ class CropCache:
                 found = np.concatenate([a.found for a in parts])
                 boxes = np.concatenate([a.boxes for a in parts])
                 probs = np.concatenate([a.probs for a in parts])
+                landmarks = np.concatenate([a.landmarks for a in parts])
                 for i in np.flatnonzero(~found):
                     crops[i] = self._fallback_crop(chunk[i], self.config.margin)
+                    landmarks[i] = self._fallback_landmarks(chunk[i])
                 name = self._new_part_name()
                 paths = np.array(chunk)
-                _atomic_savez(self.det_dir / name, paths=paths, boxes=boxes, probs=probs, found=found)
+                _atomic_savez(self.det_dir / name, paths=paths, boxes=boxes, probs=probs, found=found, landmarks=landmarks)
                 _atomic_savez(self.crop_dir / name, paths=paths, crops=crops)
         self._scan()
 
@@ -181,6 +204,16 @@ class CropCache:
         except RvsError:
             return np.zeros((self.config.face_size, self.config.face_size, 3), np.uint8)
         return crop_face(img, centre_box(img.size), self.config.face_size, margin, self.config.margin_units)
+
+    def _fallback_landmarks(self, rel: str) -> np.ndarray:
+        from rvs.faces.warp import template_landmarks
+        from rvs.imageio import load_image
+
+        try:
+            img = load_image(self.images_dir / rel, max_pixels=self.config.max_pixels)
+        except RvsError:
+            return np.zeros((5, 2), np.float32)
+        return template_landmarks(centre_box(img.size))
 
     def _recrop(self, rel_paths: Sequence[str], boxes: np.ndarray, found: np.ndarray, margin: int) -> np.ndarray:
         """Cut crops at `margin` from cached boxes (no detection): image load + resize only."""
@@ -217,7 +250,8 @@ class CropCache:
         index = self._index or self._scan()
         n, s = len(rel_paths), self.config.face_size
         out = LfwCrops(
-            rel_paths, np.zeros((n, s, s, 3), np.uint8), np.zeros((n, 4), np.float32), np.zeros(n, np.float32), np.zeros(n, bool), self.key(margin)
+            rel_paths, np.zeros((n, s, s, 3), np.uint8), np.zeros((n, 4), np.float32), np.zeros(n, np.float32), np.zeros(n, bool), self.key(margin),
+            np.zeros((n, 5, 2), np.float32),
         )
         by_part: dict[str, list[tuple[int, int]]] = {}
         for i, p in enumerate(rel_paths):
@@ -228,6 +262,7 @@ class CropCache:
             src = np.array([r for _, r in items])
             with np.load(self.det_dir / part, allow_pickle=False) as z:
                 out.boxes[dst], out.probs[dst], out.found[dst] = z["boxes"][src], z["probs"][src], z["found"][src]
+                out.landmarks[dst] = z["landmarks"][src]
             if margin is None or margin == self.config.margin:
                 self._ensure_crop_part(part)
                 with np.load(self.crop_dir / part, allow_pickle=False) as z:
@@ -287,6 +322,38 @@ def embed_crops(
         out.append(np.stack([known[p] for p in crops.paths]) if crops.paths else np.zeros((0, 512), np.float32))
     e = out[0] if len(out) == 1 else out[0] + out[1]
     return (e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def model_embeddings(cache: CropCache, rel_paths: Sequence[str], model: str | None = None, progress: bool = True) -> np.ndarray:
+    """Unit embeddings of the main face of each LFW image with a registered model (default
+    `config.model`): FaceNet on the margin crops, SFace on the five-point aligned crops, the fused
+    model from those two (both cached per model and crop settings, so each is computed once)."""
+    import dataclasses
+
+    from rvs.faces.embedders import get_spec
+    from rvs.faces.embedders.fused import combine
+
+    config = cache.config
+    model = model or config.model
+    crops = cache.get(rel_paths)
+
+    def facenet() -> np.ndarray:
+        fn, mid = default_embedder(config)
+        return embed_crops(crops, fn, mid, cache, progress=progress)
+
+    def sface() -> np.ndarray:
+        from rvs.faces.embedders.sface import SFaceEmbedder
+
+        emb = SFaceEmbedder(config)
+        aligned = crops.as_input("aligned", cache.images_dir)
+        return embed_crops(aligned, emb.embed, emb.model_id, cache, progress=progress)
+
+    get_spec(model)  # an unknown name fails here, with the choices
+    if model == "facenet":
+        return facenet()
+    if model == "sface":
+        return sface()
+    return combine(facenet(), sface(), dataclasses.replace(config).fused_sface_weight)
 
 
 def default_embedder(config: Config, weights: str | None = None) -> tuple[EmbedFn, str]:

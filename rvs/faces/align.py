@@ -43,13 +43,14 @@ def iter_faces(
 
 @dataclass
 class AlignedFaces:
-    """Main face of each image: crops N x 160 x 160 x 3 uint8, boxes N x 4, probs N; `found` marks
-    images where a face was detected (crops of the others are zeros)."""
+    """Main face of each image: crops N x 160 x 160 x 3 uint8, boxes N x 4, landmarks N x 5 x 2,
+    probs N; `found` marks images where a face was detected (crops of the others are zeros)."""
 
     crops: np.ndarray
     boxes: np.ndarray
     probs: np.ndarray
     found: np.ndarray
+    landmarks: np.ndarray
     errors: dict[int, str] = field(default_factory=dict)
 
 
@@ -57,12 +58,15 @@ def align_main_faces(paths: Sequence[Path], config: Config, detector: FaceDetect
     """Detect the main (centre-weighted largest) face of each image and return aligned crops."""
     detector = detector or FaceDetector(config)
     n, s = len(paths), config.face_size
-    out = AlignedFaces(np.zeros((n, s, s, 3), np.uint8), np.zeros((n, 4), np.float32), np.zeros(n, np.float32), np.zeros(n, bool))
+    out = AlignedFaces(
+        np.zeros((n, s, s, 3), np.uint8), np.zeros((n, 4), np.float32), np.zeros(n, np.float32), np.zeros(n, bool), np.zeros((n, 5, 2), np.float32)
+    )
     for i, size, faces, err in iter_faces(paths, config, detector, progress, desc="align"):
         if err:
             out.errors[i] = err
             continue
         j = select_main_face(faces, size)
         if j is not None:
-            out.crops[i], out.boxes[i], out.probs[i], out.found[i] = faces[j].crop, faces[j].box, faces[j].prob, True
+            f = faces[j]
+            out.crops[i], out.boxes[i], out.probs[i], out.found[i], out.landmarks[i] = f.crop, f.box, f.prob, True, f.landmarks
     return out

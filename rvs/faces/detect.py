@@ -17,6 +17,8 @@ import torch
 from PIL import Image
 
 from rvs.config import Config
+from rvs.faces.embedders import get_spec
+from rvs.faces.warp import align_face
 
 # Names the detection behaviour in caches and manifests; bump when boxes can change.
 DETECTOR_ID = "mtcnn-facenet-pytorch-2.5.3+cv2-area-pyramid+plausible-landmarks"
@@ -54,13 +56,16 @@ class Face:
     box: (x1, y1, x2, y2) in pixels of the original image.
     landmarks: 5x2 (x, y): left eye, right eye, nose, left mouth corner, right mouth corner.
     prob: MTCNN face probability in [0, 1].
-    crop: face_size x face_size x 3 uint8 RGB, the box plus margin resized (input to the embedder).
+    crop: face_size x face_size x 3 uint8 RGB, the box plus margin resized (FaceNet's input).
+    aligned: 112 x 112 x 3 uint8 RGB, the landmarks on the ArcFace template (SFace's input;
+    rvs.faces.warp), cut when the configured model reads it, else None.
     """
 
     box: np.ndarray
     landmarks: np.ndarray
     prob: float
     crop: np.ndarray
+    aligned: np.ndarray | None = None
 
     @property
     def area(self) -> float:
@@ -155,6 +160,8 @@ class FaceDetector:
         self.config = config or Config()
         c = self.config
         self.device = c.torch_device()
+        # Cut the five-point aligned crop only for models that read it (it costs a full-size copy).
+        self.cut_aligned = "aligned" in get_spec(c.model).inputs
         self.mtcnn = MTCNN(
             image_size=c.face_size,
             margin=c.margin,
@@ -192,17 +199,24 @@ class FaceDetector:
                         continue
                     s = scaled[i][1]
                     faces = []
+                    pixels = None
                     for b, p, lm in zip(boxes[j], probs[j], points[j]):
                         # The detection-quality rule: confident and shaped like a face.
                         if p is None or p < c.min_face_prob or not plausible_landmarks(b, lm):
                             continue
                         box = np.asarray(b, np.float32) / s
+                        marks = np.asarray(lm, np.float32) / s
+                        aligned = None
+                        if self.cut_aligned:
+                            pixels = np.asarray(images[i].convert("RGB")) if pixels is None else pixels
+                            aligned = align_face(pixels, marks)
                         faces.append(
                             Face(
                                 box=box,
-                                landmarks=np.asarray(lm, np.float32) / s,
+                                landmarks=marks,
                                 prob=float(p),
                                 crop=crop_face(images[i], box, c.face_size, c.margin, c.margin_units),
+                                aligned=aligned,
                             )
                         )
                     faces.sort(key=lambda f: -f.area)

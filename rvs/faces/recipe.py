@@ -53,7 +53,14 @@ def detection_settings(config: Config) -> dict[str, Any]:
 def embedder_settings(config: Config) -> dict[str, Any]:
     """The settings that choose the embedder before its weights are loaded (and its model id is
     known): weights spec, centring, precision. Keys the embedder memo of rvs.video.faces."""
-    return {"weights": str(config.weights), "center_embeddings": bool(config.center_embeddings), "embed_precision": str(config.embed_precision)}
+    return {
+        "model": str(config.model),
+        "weights": str(config.weights),
+        "sface_weights": str(config.sface_weights),
+        "fused_sface_weight": float(config.fused_sface_weight),
+        "center_embeddings": bool(config.center_embeddings),
+        "embed_precision": str(config.embed_precision),
+    }
 
 
 def resolved_precision(config: Config) -> str:
@@ -76,8 +83,8 @@ def embedding_recipe(config: Config, model_id: str, precision: str | None = None
 
 
 def embedder_precision(embedder: Any) -> str:
-    """"bf16" or "fp32": how an `rvs.faces.embed.Embedder` runs."""
-    return "bf16" if getattr(embedder, "bf16", False) else "fp32"
+    """"bf16" or "fp32": how an embedder (rvs.faces.embedders) runs."""
+    return str(getattr(embedder, "precision", "bf16" if getattr(embedder, "bf16", False) else "fp32"))
 
 
 def recipe_of(detector: Any, embedder: Any) -> dict[str, Any]:

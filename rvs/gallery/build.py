@@ -18,7 +18,7 @@ import numpy as np
 from rvs.config import Config
 from rvs.errors import IndexError_, RvsError
 from rvs.faces.detect import DETECTOR_ID, FaceDetector
-from rvs.faces.embed import Embedder
+from rvs.faces.embedders import FaceEmbedder, create_embedder
 from rvs.faces.recipe import recipe_of
 from rvs.fileio import sha256_file
 from rvs.gallery.calibrate import calibrate_index
@@ -34,7 +34,7 @@ def build_index(
     out_dir: str | Path | None,
     config: Config,
     all_faces: bool = False,
-    embedder: Embedder | None = None,
+    embedder: FaceEmbedder | None = None,
     detector: FaceDetector | None = None,
     progress: bool = True,
     limit: int | None = None,
@@ -71,7 +71,7 @@ def build_index(
         raise RvsError(f"{source}: no images found")
     t0 = time.perf_counter()
     detector = detector or FaceDetector(config)
-    embedder = embedder or Embedder(config)
+    embedder = embedder or create_embedder(config)
     recipe = recipe_of(detector, embedder)
     old = _reusable_index(update_from or out_dir, embedder.model_id, recipe, all_faces) if update else None
     if old is not None and config.search_backend != "auto":
@@ -94,7 +94,7 @@ def build_index(
     t_hash = time.perf_counter() - t0
     index = old
     if index is None:
-        index = FaceIndex(np.zeros((0, 512), np.float32), {k: [] for k in META_FIELDS}, embedder.model_id, config.n_trees, config.search_k).configure(config)
+        index = FaceIndex(np.zeros((0, embedder.spec.dim), np.float32), {k: [] for k in META_FIELDS}, embedder.model_id, config.n_trees, config.search_k).configure(config)
     old_sources = dict(index.sources)
     by_hash: dict[str, str] = {}
     for key, h in old_sources.items():

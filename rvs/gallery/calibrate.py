@@ -43,7 +43,8 @@ def calibrate_index(index: FaceIndex, config: Config, reference: Reference | Non
     t0 = time.perf_counter()
     reference = reference or Reference.load(index.model_id)
     model = calibrate(
-        index.embeddings, index.meta["identity"], reference, target_fpir=config.open_set_fpir, prior=config.open_set_prior, min_probability=config.open_set_min_probability
+        index.embeddings, index.meta["identity"], reference, target_fpir=config.open_set_fpir, prior=config.open_set_prior, min_probability=config.open_set_min_probability,
+        possible_fpir=config.open_set_possible_fpir,
     )
     if model is None:
         index.extra.pop("open_set", None)

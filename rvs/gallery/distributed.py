@@ -31,12 +31,12 @@ class _EmbedStage:
         import torch
 
         from rvs.faces.detect import FaceDetector
-        from rvs.faces.embed import Embedder
+        from rvs.faces.embedders import create_embedder
 
         torch.set_num_threads(max(1, threads))
         self.config, self.all_faces = config, all_faces
         self.detector = FaceDetector(config)
-        self.embedder = Embedder(config)
+        self.embedder = create_embedder(config)
 
     def __call__(self, batch: dict) -> dict:
         from rvs.errors import BadInputError

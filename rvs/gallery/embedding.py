@@ -16,7 +16,7 @@ from tqdm import tqdm
 from rvs.config import Config
 from rvs.faces.align import iter_faces
 from rvs.faces.detect import FaceDetector, select_main_face
-from rvs.faces.embed import Embedder
+from rvs.faces.embedders import FaceEmbedder, face_inputs
 from rvs.gallery.photos import Photo, read_uri
 
 
@@ -36,7 +36,7 @@ def detect_embed(
     photos: Sequence[Photo],
     config: Config,
     detector: FaceDetector,
-    embedder: Embedder,
+    embedder: FaceEmbedder,
     all_faces: bool = False,
     progress: bool = True,
     datas: Sequence[bytes] | None = None,
@@ -45,7 +45,7 @@ def detect_embed(
     embed (batched). Returns per-photo results in order, and detect / embed seconds."""
     t0 = time.perf_counter()
     srcs = list(datas) if datas is not None else [read_uri(p.src) if "://" in str(p.src) else Path(p.src) for p in photos]
-    crops, owner, boxes, probs = [], [], [], []
+    chosen_faces, owner, boxes, probs = [], [], [], []
     errors: dict[int, str] = {}
     for i, size, faces, err in iter_faces(srcs, config, detector, progress, desc="detect"):
         if err:
@@ -55,12 +55,12 @@ def detect_embed(
             continue
         chosen = faces if all_faces else [faces[select_main_face(faces, size)]]
         for f in chosen:
-            crops.append(f.crop)
+            chosen_faces.append(f)
             owner.append(i)
             boxes.append([round(float(v), 1) for v in f.box])
             probs.append(round(float(f.prob), 4))
     t_detect = time.perf_counter() - t0
-    emb = _embed_with_progress(embedder, crops, progress)
+    emb = _embed_with_progress(embedder, chosen_faces, progress)
     t_embed = time.perf_counter() - t0 - t_detect
     owner_a = np.array(owner, np.int64)
     out = []
@@ -71,21 +71,20 @@ def detect_embed(
                 p.key,
                 np.array([boxes[j] for j in sel], np.float32).reshape(-1, 4),
                 np.array([probs[j] for j in sel], np.float32),
-                emb[sel] if len(sel) else np.zeros((0, emb.shape[1] if emb.ndim == 2 else 512), np.float32),
+                emb[sel] if len(sel) else np.zeros((0, embedder.spec.dim), np.float32),
                 errors.get(i),
             )
         )
     return out, t_detect, t_embed
 
 
-def _embed_with_progress(embedder: Embedder, crops: list[np.ndarray], progress: bool) -> np.ndarray:
-    if not crops:
-        return np.zeros((0, 512), np.float32)
-    arr = np.stack(crops)
-    chunk = embedder.config.embed_batch_size * 4
+def _embed_with_progress(embedder: FaceEmbedder, faces: list, progress: bool) -> np.ndarray:
+    if not faces:
+        return np.zeros((0, embedder.spec.dim), np.float32)
+    chunk = 128
     parts = []
-    with tqdm(total=len(arr), desc="embed", unit="face", disable=not progress) as bar:
-        for s in range(0, len(arr), chunk):
-            parts.append(embedder.embed(arr[s : s + chunk]))
+    with tqdm(total=len(faces), desc="embed", unit="face", disable=not progress) as bar:
+        for s in range(0, len(faces), chunk):
+            parts.append(embedder.embed_inputs(face_inputs(faces[s : s + chunk], embedder.spec.inputs)))
             bar.update(len(parts[-1]))
     return np.concatenate(parts)

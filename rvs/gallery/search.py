@@ -12,12 +12,25 @@ import numpy as np
 from rvs.config import Config
 from rvs.errors import IndexError_, NoFaceError, RvsError
 from rvs.faces.detect import Face, FaceDetector
-from rvs.faces.embed import Embedder
+from rvs.faces.embedders import FaceEmbedder, create_embedder, embed_faces, get_spec, model_name
 from rvs.faces.quality import naming_problem
 from rvs.faces.recipe import check_index_recipe, recipe_of
 from rvs.gallery.identify import Identification, Identifier, OpenSetModel
 from rvs.gallery.store import FaceIndex
 from rvs.imageio import ImageLike, load_image
+
+
+def model_mismatch(index_model_id: str, query_model_id: str) -> str:
+    """One line: a gallery of one model cannot answer queries of another."""
+    a, b = model_name(index_model_id), model_name(query_model_id)
+    if a != b and b is not None:
+        title = get_spec(a).title if a is not None else index_model_id
+        a = a or "MODEL"
+        return (
+            f"this gallery was built with {title} ({index_model_id}) and cannot be searched with {get_spec(b).title} vectors; "
+            f"search it with `python -m rvs --model {a} ...` (RVS_MODEL={a}) or rebuild it with `python -m rvs --model {b} index FOLDER`"
+        )
+    return f"the index was built with {index_model_id!r} but the embedder is {query_model_id!r}; rebuild the index with `python -m rvs index`"
 
 
 @dataclass
@@ -97,16 +110,13 @@ class SearchEngine:
     without a usable one names no one (`calibration_problem` says why).
     """
 
-    def __init__(self, index: FaceIndex, config: Config | None = None, detector: FaceDetector | None = None, embedder: Embedder | None = None):
+    def __init__(self, index: FaceIndex, config: Config | None = None, detector: FaceDetector | None = None, embedder: FaceEmbedder | None = None):
         self.config = config or Config()
         self.index = index
         self.detector = detector or FaceDetector(self.config)
-        self.embedder = embedder or Embedder(self.config)
+        self.embedder = embedder or create_embedder(self.config)
         if index.model_id != self.embedder.model_id:
-            raise IndexError_(
-                f"the index was built with {index.model_id!r} but the embedder is {self.embedder.model_id!r}; "
-                "rebuild the index with `python -m rvs index`"
-            )
+            raise IndexError_(model_mismatch(index.model_id, self.embedder.model_id))
         # Same model is not enough: faces cut with another margin or detector are other vectors.
         # An index without a recipe (built before rvs recorded one) is accepted on its model id
         # alone, so existing galleries keep working; rebuilding one records its recipe.
@@ -156,7 +166,7 @@ class SearchEngine:
                 raise RvsError(f"face {faces} does not exist: the image has {len(detected)} face(s)")
             numbers = [faces]
         chosen = [detected[n - 1] for n in numbers]
-        emb = self.embedder.embed(np.stack([f.crop for f in chosen]))
+        emb = embed_faces(self.embedder, chosen)
         t3 = time.perf_counter()
         ids, dists = self.index.search(emb, k, exact=exact)
         t4 = time.perf_counter()

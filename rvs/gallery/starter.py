@@ -80,14 +80,14 @@ def build_starter(
     """
     # Imported here, not at the top: the app imports this module while it starts listening, and
     # the page must not wait for torch and the face models (they load in the background).
-    from rvs.faces.embed import Embedder
+    from rvs.faces.embedders import create_embedder
     from rvs.gallery.build import build_index
 
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise RvsError(f"gallery folder {folder} does not exist")
     out = Path(out_dir) if out_dir is not None else starter_dir(config, folder)
-    embedder = embedder or Embedder(config)
+    embedder = embedder or create_embedder(config)
     selection = starter_selection(folder, people, per_person)
     n_images = sum(len(p) for _, p in selection)
     if not n_images:

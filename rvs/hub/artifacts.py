@@ -4,6 +4,7 @@
     model.safetensors       InceptionResnetV1 state dict (safetensors: loading it cannot run code)
     model.safetensors.json  sidecar {model_id, sha256}: what `rvs.models.weights.load_local` reads
     model.json              model_id, sha256, source, embedding dim, normalisation, input format
+    face_recognition_sface_2021dec.onnx   SFace, when the gallery's model reads it (sface, fused)
     index/                  an rvs index folder (manifest.json, index.ann, embeddings.npy, meta.json)
     README.md               model card (rvs.hub.modelcard)
     rvs.json                format, model_id, gallery size, sha256 + bytes of every file above
@@ -24,6 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from rvs.config import Config
 from rvs.errors import IndexError_, RvsError, WeightsError
+from rvs.faces.embedders.sface import FILE_NAME as SFACE_FILE
 from rvs.gallery.store import read_manifest, verify_files
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ class Artifacts:
     origin: str
     commit: str | None = None
     offline: bool = False
+    sface_path: Path | None = None  # the artifact's SFace file (checked by size + sha256 when loaded)
 
     def describe(self) -> str:
         """One line for the UI: what the gallery is, which model, from where."""
@@ -83,8 +86,14 @@ class Artifacts:
         )
 
     def apply(self, config: Config) -> Config:
-        """`config` with its weights and index_dir pointing at these artifacts."""
-        return dataclasses.replace(config, weights=self.weights_spec, index_dir=self.index_dir)
+        """`config` with its weights, model and index_dir those of these artifacts: a gallery is
+        searched with the model it was built with."""
+        from rvs.faces.embedders import config_for_model_id
+
+        over = {"weights": self.weights_spec, "index_dir": self.index_dir}
+        if self.sface_path is not None:
+            over["sface_weights"] = str(self.sface_path)
+        return config_for_model_id(dataclasses.replace(config, **over), self.model_id)
 
 
 def _safe_relpath(name: str, label: str) -> str:
@@ -129,7 +138,7 @@ def verify_artifact_folder(folder: str | os.PathLike, origin: str | None = None)
     folder = Path(folder)
     label = origin or str(folder)
     m = read_artifact_manifest(folder, label)
-    verify_files(folder, m, label, RVS_JSON, lambda name: BadWeightsFile if name.startswith("model.") else BadIndexFile)
+    verify_files(folder, m, label, RVS_JSON, lambda name: BadWeightsFile if name.startswith("model.") or name == SFACE_FILE else BadIndexFile)
     index_dir = folder / INDEX_SUBDIR
     manifest = read_manifest(index_dir)
     for name, info in manifest.get("files", {}).items():
@@ -158,6 +167,7 @@ def verify_artifact_folder(folder: str | os.PathLike, origin: str | None = None)
         gallery_size=int(manifest["n_items"]),
         n_identities=int(manifest.get("n_identities", 0)),
         origin=origin or f"local: {folder}",
+        sface_path=folder / SFACE_FILE if SFACE_FILE in m["files"] else None,
     )
 
 

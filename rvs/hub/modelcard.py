@@ -38,6 +38,7 @@ class CardInfo:
     n_identities: int = 0
     embedding_dim: int = 512
     match_threshold: float | None = None
+    model_name: str = "facenet"  # the gallery's embedder (rvs.faces.embedders): facenet | sface | fused
 
     @classmethod
     def from_mapping(cls, info: CardInfo | Mapping[str, Any] | None, **defaults: Any) -> CardInfo:
@@ -143,6 +144,32 @@ def _model_section(info: CardInfo) -> str:
     return "\n".join(lines)
 
 
+def _embedders_section(info: CardInfo) -> str:
+    """Which embedder built the gallery, and the facts of both models shipped (from their
+    definitions in rvs.faces.embedders: a fact lives in one place)."""
+    from rvs.faces.embedders import get_spec
+
+    gallery = get_spec(info.model_name)
+    role = {
+        "facenet": "`model.safetensors` (FaceNet) embeds every face.",
+        "sface": "SFace (`face_recognition_sface_2021dec.onnx`) embeds every face; `model.safetensors` (FaceNet) is the "
+        "fallback rvs uses when the SFace file is refused (with a starter gallery of its own).",
+        "fused": "both embed every face: the vector is FaceNet's and SFace's unit vectors concatenated with weights, "
+        "so its cosine is a weighted mean of theirs.",
+    }[gallery.name]
+    lines = [f"The gallery was built with **{gallery.title}** (`{info.model_name}`, {gallery.dim}-d): {role}", ""]
+    lines += ["| Model | Architecture | Training data | Licence |", "|---|---|---|---|"]
+    for name in ("facenet", "sface"):
+        s = get_spec(name)
+        lines.append(f"| {s.title} | {s.architecture} | {s.training_data} | {s.licence} |")
+    lines += [
+        "",
+        "SFace is OpenCV Zoo's `face_recognition_sface_2021dec.onnx` (Zhong et al., 2021), checked by size and",
+        "sha256 before use; it reads 112x112 faces aligned from MTCNN's five landmarks.",
+    ]
+    return "\n".join(lines)
+
+
 def _evaluation_section(info: CardInfo) -> str:
     if not info.evaluation:
         return (
@@ -188,7 +215,11 @@ def render_model_card(info: CardInfo | Mapping[str, Any]) -> str:
 Artifacts for rvs, a reverse face search: detect faces with MTCNN, embed them with
 Inception-ResNet-v1, and look them up in an Annoy index of a gallery.
 
-## Model
+## Models
+
+{_embedders_section(info)}
+
+### FaceNet weights (`model.safetensors`)
 
 {_model_section(info)}
 

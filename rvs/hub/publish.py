@@ -5,6 +5,7 @@ every file's sha256) and checks it as a pull would; `push_artifacts` uploads it 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -70,6 +71,8 @@ def export_artifacts(
     import torch
     from safetensors.torch import save_file
 
+    from rvs.faces.embedders import config_for_model_id, create_embedder, get_spec, model_name
+    from rvs.faces.embedders import sface as sface_mod
     from rvs.hub.modelcard import CardInfo, render_model_card
     from rvs.models.weights import CENTER_KEY, load_weights
 
@@ -77,21 +80,28 @@ def export_artifacts(
     src = Path(index_dir if index_dir is not None else config.index_dir).expanduser()
     manifest = read_manifest(src)
     verify_files(src, manifest)
+    # The FaceNet weights travel in every artifact: the gallery's model (facenet, fused) or the
+    # app's fallback when SFace is refused. SFace travels when the gallery's model reads it.
     w = load_weights(spec, config)
-    model_id = w.embedding_id(config.center_embeddings)
+    kind = model_name(manifest["model_id"])
+    mcfg = config_for_model_id(dataclasses.replace(config, weights=spec), manifest["model_id"])
+    model_id = create_embedder(mcfg).model_id if kind is not None else w.embedding_id(config.center_embeddings)
     if manifest["model_id"] != model_id:
         raise IndexError_(
-            f"{src} was built with model {manifest['model_id']!r} but the weights {spec!r} are {model_id!r}: "
+            f"{src} was built with model {manifest['model_id']!r} but these weights make {model_id!r}: "
             "export the weights the index was built with (--weights), or rebuild the index"
         )
+    sface_bytes = sface_mod.load_bytes(mcfg)[0] if kind is not None and "aligned" in get_spec(kind).inputs else None
     out = Path(out_dir).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
+        if sface_bytes is not None:
+            (tmp / sface_mod.FILE_NAME).write_bytes(sface_bytes)
         state = {k: v.contiguous() for k, v in w.state_dict.items()}
-        if model_id != w.model_id:  # centred embeddings: the centre travels inside the weights file
+        if config.center_embeddings and w.center is not None:  # centred embeddings: the centre travels inside the weights file
             state[CENTER_KEY] = torch.from_numpy(np.asarray(w.center, np.float32))
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "model_id": w.model_id})
         digest = sha256_file(tmp / WEIGHTS_FILE)
@@ -103,7 +113,16 @@ def export_artifacts(
                 "format": "rvs-model",
                 "version": 1,
                 "model_id": model_id,
+                "model": kind or "facenet",
                 "weights_model_id": w.model_id,
+                "weights_role": "the gallery's model" if kind in (None, "facenet") else (
+                    "the FaceNet half of the fused model" if kind == "fused" else "fallback when SFace is refused"
+                ),
+                "sface": (
+                    {"file": sface_mod.FILE_NAME, "bytes": sface_mod.FILE_BYTES, "sha256": sface_mod.FILE_SHA256, "architecture": sface_mod.SPEC.architecture}
+                    if sface_bytes is not None
+                    else None
+                ),
                 "sha256": digest,
                 "bytes": (tmp / WEIGHTS_FILE).stat().st_size,
                 "source": source,
@@ -113,7 +132,7 @@ def export_artifacts(
                 "normalisation": "l2 (unit-length embeddings; compare by Euclidean distance, 0..2)",
                 "center": (
                     f"tensor {CENTER_KEY!r} in {WEIGHTS_FILE}: subtracted from the l2-normalised output, then l2 again"
-                    if model_id != w.model_id
+                    if config.center_embeddings and w.center is not None
                     else None
                 ),
                 "input": {
@@ -140,7 +159,8 @@ def export_artifacts(
             "gallery_size": int(manifest["n_items"]),
             "n_identities": int(manifest.get("n_identities", 0)),
             "embedding_dim": int(manifest.get("dim", 512)),
-            "match_threshold": config.match_threshold,
+            "match_threshold": get_spec(kind or "facenet").match_threshold if config.match_threshold is None else config.match_threshold,
+            "model_name": kind or "facenet",
         }
         info = CardInfo.from_mapping(card_info, **defaults)
         (tmp / CARD_FILE).write_text(render_model_card(info))

@@ -40,7 +40,7 @@ from PIL import Image
 from rvs.config import Config
 from rvs.errors import NoQueryFaceError
 from rvs.faces.detect import FaceDetector
-from rvs.faces.embed import Embedder
+from rvs.faces.embedders import FaceEmbedder, create_embedder, embed_faces, video_threshold
 from rvs.faces.recipe import detection_settings, embedder_precision, embedder_settings, embedding_recipe, recipe_digest
 from rvs.imageio import ImageLike, load_image
 from rvs.progress import Progress, scaled_progress
@@ -52,14 +52,13 @@ from rvs.video.results import FaceBox, FrameHit, VideoInfo, VideoResult, group_s
 log = logging.getLogger(__name__)
 
 KIND = "faces"
-EMB_DIM = 512
 
 # Models are loaded once per process (the app calls the search many times): detectors per
 # device and detection settings of the embedding recipe (rvs.faces.recipe: detector, crop geometry,
 # thresholds), embedders per device, weights cache and embedder settings (weights, centring,
 # precision).
 _DETECTORS: dict[tuple, FaceDetector] = {}
-_EMBEDDERS: dict[tuple, Embedder] = {}
+_EMBEDDERS: dict[tuple, FaceEmbedder] = {}
 _MODELS_LOCK = threading.Lock()
 
 
@@ -79,11 +78,11 @@ def get_detector(config: Config) -> FaceDetector:
         return _DETECTORS[key]
 
 
-def get_embedder(config: Config) -> Embedder:
+def get_embedder(config: Config) -> FaceEmbedder:
     key = _embedder_memo_key(config)
     with _MODELS_LOCK:
         if key not in _EMBEDDERS:
-            _EMBEDDERS[key] = Embedder(config)
+            _EMBEDDERS[key] = create_embedder(config)
         return _EMBEDDERS[key]
 
 
@@ -116,10 +115,10 @@ class FaceTrack:
     face_sample: np.ndarray  # int32 [F] which sample each face is in
     boxes: np.ndarray  # float32 [F, 4]
     probs: np.ndarray  # float32 [F]
-    embeddings: np.ndarray  # float32 [F, 512], unit rows
+    embeddings: np.ndarray  # float32 [F, dim], unit rows (the model's size)
 
 
-def _params(config: Config, embedder: Embedder) -> dict:
+def _params(config: Config, embedder: FaceEmbedder) -> dict:
     """The cache entry's key: sampling, and the embedding recipe of the video's faces (detected
     with the video detection settings, embedded by `embedder`)."""
     return {
@@ -135,12 +134,12 @@ def _parse_entry(entry: Path, meta: dict) -> FaceTrack:
     n_faces = len(fs)
     if len(frames) != meta["n_samples"] or not (len(boxes) == len(probs) == len(emb) == n_faces == meta["n_faces"]):
         raise ValueError("arrays of inconsistent length")
-    if n_faces and (emb.shape[1] != EMB_DIM or fs.min() < 0 or fs.max() >= len(frames)):
+    if n_faces and (emb.ndim != 2 or emb.shape[1] < 2 or fs.min() < 0 or fs.max() >= len(frames)):
         raise ValueError("bad embedding shape or face index")
-    return FaceTrack(info_from_meta(meta), meta["sample_fps"], frames, fs, boxes.reshape(-1, 4), probs, emb.reshape(-1, EMB_DIM))
+    return FaceTrack(info_from_meta(meta), meta["sample_fps"], frames, fs, boxes.reshape(-1, 4), probs, emb.reshape(n_faces, -1) if n_faces else np.zeros((0, 2), np.float32))
 
 
-def _extract(path: Path, config: Config, embedder: Embedder, out_dir: Path, progress: Progress | None) -> None:
+def _extract(path: Path, config: Config, embedder: FaceEmbedder, out_dir: Path, progress: Progress | None) -> None:
     """Decode sampled frames, detect and embed their faces, write them into `out_dir`."""
     detector = get_detector(video_detect_config(config))
     bs = max(1, config.video_face_batch)
@@ -156,16 +155,16 @@ def _extract(path: Path, config: Config, embedder: Embedder, out_dir: Path, prog
 
     def flush() -> None:
         found = detector.detect([Image.fromarray(rgb) for _, rgb in batch])
-        crops = []
+        kept = []
         for (i, _), faces in zip(batch, found):
             frames.append(i)
             for f in faces:
                 face_sample.append(len(frames) - 1)
                 boxes.append(np.asarray(f.box, np.float32))
                 probs.append(float(f.prob))
-                crops.append(f.crop)
-        if crops:
-            embs.append(embedder.embed(np.stack(crops)))
+                kept.append(f)
+        if kept:
+            embs.append(embed_faces(embedder, kept))
         batch.clear()
 
     for i, rgb in stream:
@@ -181,7 +180,7 @@ def _extract(path: Path, config: Config, embedder: Embedder, out_dir: Path, prog
         face_sample=np.asarray(face_sample, np.int32),
         boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
         probs=np.asarray(probs, np.float32),
-        embeddings=np.concatenate(embs).astype(np.float32) if embs else np.zeros((0, EMB_DIM), np.float32),
+        embeddings=np.concatenate(embs).astype(np.float32) if embs else np.zeros((0, embedder.spec.dim), np.float32),
     )
     write_json(
         out_dir / "meta.json",
@@ -190,7 +189,7 @@ def _extract(path: Path, config: Config, embedder: Embedder, out_dir: Path, prog
 
 
 def load_or_extract(
-    path: Path, config: Config, embedder: Embedder, progress: Progress | None = None, timer: StageTimer | None = None
+    path: Path, config: Config, embedder: FaceEmbedder, progress: Progress | None = None, timer: StageTimer | None = None
 ) -> tuple[FaceTrack, bool]:
     """The video's faces from the cache, else found now (and cached). Returns (faces, from_cache)."""
     return cache.load_or_extract(
@@ -198,7 +197,7 @@ def load_or_extract(
     )
 
 
-def query_embedding(query_image: ImageLike, config: Config, embedder: Embedder) -> tuple[np.ndarray, np.ndarray]:
+def query_embedding(query_image: ImageLike, config: Config, embedder: FaceEmbedder) -> tuple[np.ndarray, np.ndarray]:
     """(embedding, box) of the largest face in the query image; NoQueryFaceError if there is none."""
     img = load_image(query_image, config.max_pixels)
     faces = get_detector(config).detect_one(img)
@@ -208,7 +207,7 @@ def query_embedding(query_image: ImageLike, config: Config, embedder: Embedder) 
             f"{label}: no face found in the query image (face mode looks for a person; use frame mode to find the image itself)"
         )
     face = faces[0]  # detect() sorts largest first
-    return embedder.embed(np.array(face.crop[None]))[0], face.box  # a writable copy: torch warns on read-only arrays
+    return embed_faces(embedder, [face])[0], face.box
 
 
 def search_faces(query_image: ImageLike, video_path: str | os.PathLike, config: Config, progress: Progress | None = None) -> VideoResult:
@@ -243,7 +242,7 @@ def _search_faces(query_image: ImageLike, video_path: str | os.PathLike, config:
             return FaceBox(tuple(float(v) for v in track.boxes[k]), float(track.probs[k]), float(dist[k]), float(sim[k]))
 
         hits = []
-        matching = dist <= config.video_face_threshold
+        matching = dist <= video_threshold(config)
         for s in np.unique(track.face_sample[matching]):
             ks = np.flatnonzero(matching & (track.face_sample == s))
             ks = ks[np.argsort(dist[ks])]
@@ -265,7 +264,7 @@ def _search_faces(query_image: ImageLike, video_path: str | os.PathLike, config:
         track.sample_fps,
         cached,
         n_samples=n,
-        threshold=config.video_face_threshold,
+        threshold=video_threshold(config),
         segments=segments,
         curve=[(float(t), float(b)) for t, b in zip(times, best)],
         closest=closest,
