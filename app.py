@@ -143,8 +143,9 @@ HEADER = """# rvs · reverse visual search
 
 Upload a photo to find the most similar faces in a gallery of public figures, or a video and a
 picture to find **when** that picture or person appears in it. Faces are found with MTCNN, embedded
-with FaceNet (Inception-ResNet-v1, 512-d) and looked up in the gallery. A name is given only when the
-gallery's calibration is sure; anyone else is "not in this gallery", with look-alikes.
+by a face model (named below) and looked up in the gallery. A name is given only when the gallery's
+calibration is sure; below that the answer is "possibly NAME" with its probability, and "no match"
+only when no one in the gallery is plausible.
 """
 
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rvs.config import Config  # noqa: E402
 from rvs.eval.metrics import average_precision, hits_matrix, overlap_recall, ranked_exact, recall_at  # noqa: E402
 from rvs.faces.detect import FaceDetector, select_main_face  # noqa: E402
-from rvs.faces.embed import Embedder  # noqa: E402
+from rvs.faces.embedders import FaceEmbedder, create_embedder, embed_faces  # noqa: E402
 from rvs.gallery.build import build_index  # noqa: E402
 from rvs.gallery.search import SearchEngine  # noqa: E402
 from rvs.gallery.store import FaceIndex  # noqa: E402
@@ -40,11 +40,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 KS = (1, 5, 10, 20)
 
 
-def naive_index_rate(paths: list[Path], config: Config, detector: FaceDetector, embedder: Embedder) -> float:
+def naive_index_rate(paths: list[Path], config: Config, detector: FaceDetector, embedder: FaceEmbedder) -> float:
     """The naive way: one image at a time through detect -> embed, no batching. Images/second."""
     from annoy import AnnoyIndex
 
-    ann = AnnoyIndex(512, "angular")
+    ann = AnnoyIndex(embedder.spec.dim, "angular")
     t0 = time.perf_counter()
     for i, p in enumerate(paths):
         img = load_image(p)
@@ -52,7 +52,7 @@ def naive_index_rate(paths: list[Path], config: Config, detector: FaceDetector, 
         j = select_main_face(faces, img.size)
         if j is None:
             continue
-        ann.add_item(i, embedder.embed(faces[j].crop[None])[0])
+        ann.add_item(i, embed_faces(embedder, [faces[j]])[0])
     ann.build(config.n_trees)
     return len(paths) / (time.perf_counter() - t0)
 
@@ -123,10 +123,10 @@ def main() -> int:
         print(f"LFW not found at {root}", file=sys.stderr)
         return 2
     index_out = args.index_out or (cfg.index_dir if not args.limit else cfg.cache_dir / "index" / f"lfw-{args.limit}")
-    detector, embedder = FaceDetector(cfg), Embedder(cfg)
+    detector, embedder = FaceDetector(cfg), create_embedder(cfg)
     # warm-up so first-call costs do not land in either measurement
     warm = load_image(root / "George_W_Bush" / "George_W_Bush_0001.jpg")
-    embedder.embed(detector.detect([warm])[0][0].crop[None])
+    embed_faces(embedder, detector.detect([warm])[0][:1])
 
     all_paths = sorted(root.rglob("*.jpg"))
     if args.limit:
@@ -192,7 +192,7 @@ def main() -> int:
     exact_ms = (time.perf_counter() - t0) / 500 * 1e3
 
     # ---- LFW pairs.txt verification from the same embeddings (calibrates match_threshold) ----
-    verification = None
+    verification = by_model = None
     pairs_file = lfw_root(cfg) / "pairs.txt"
     if pairs_file.exists() and not args.limit:
         from rvs.eval.metrics import kfold_verification
@@ -209,6 +209,8 @@ def main() -> int:
         v = kfold_verification(np.array(d), np.array(same), np.array(folds), fars=(1e-3, 1e-2))
         neg = np.sort(np.array(d)[~np.array(same)])
         verification = {**v.to_dict(), "threshold_at_far_1e-3": float(neg[int(1e-3 * len(neg))])}
+        print("pairs.txt per model (LFW crop caches, same detections):", flush=True)
+        by_model = pairs_by_model(cfg, pairs_file)
 
     # ---- end-to-end single query: one 250x250 image, detect + embed + search ----
     engine = SearchEngine(index, cfg, detector=detector, embedder=embedder)
@@ -247,7 +249,10 @@ def main() -> int:
         "naive_full_index_seconds_extrapolated": n_images / naive_rate,
         "query_ms_p50": float(np.percentile(times, 50)),
         "query_ms_p95": float(np.percentile(times, 95)),
+        "model": cfg.model,
         "verification_pairs_txt": verification,
+        # Every model on the same detections, the default's figure from its full index above.
+        "verification_by_model": by_model,
         "machine": {"cpu_count": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

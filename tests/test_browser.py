@@ -86,7 +86,7 @@ def test_upload_search_and_see_the_name(page):
     page.screenshot(path=str(ARTIFACTS / "browser_image_search.png"), full_page=True)
     # Privacy and provenance are on the page.
     body = page.locator("body").inner_text()
-    assert "Gallery:" in body and "model facenet-" in body
+    assert "Gallery:" in body and "model sface-" in body
     assert "not kept" in body or "nothing is logged or stored" in body
     assert "public figures" in body
 
