@@ -6,8 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -49,3 +52,24 @@ def write_json_atomic(path: Path, obj, **dump_kw) -> None:
             os.fsync(f.fileno())
 
     atomic_write(path, write)
+
+
+@contextmanager
+def folder_swap(out: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary sibling of `out` to fill; when the block ends, swap it in place of
+    `out` (the old folder is removed); when it raises, remove it. `out` is therefore always either
+    the old folder or the complete new one (index folders, artifact folders)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out.with_name(f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)

@@ -132,8 +132,10 @@ def test_push_then_pull_into_empty_cache(hub, pushed, env):
     assert pushed["sha_a"] != pushed["sha_b"]
     assert f"pushed {REPO}@main (commit {pushed['sha_a'][:7]})" in pushed["cli_out"]
     files = hub.files(REPO)
-    for name in (RVS_JSON, "README.md", "model.json", "model.safetensors", "model.safetensors.json", "index/manifest.json", "index/index.ann"):
+    for name in (RVS_JSON, "README.md", "model.json", "model.safetensors", "model.safetensors.json", "index/manifest.json"):
         assert name in files
+    # Nothing the Space does not use, nothing of the build machine.
+    assert "index/index.ann" not in files and b"source_folder" not in files["index/manifest.json"]
     assert files["model.safetensors"] == (pushed["folder_b"] / "model.safetensors").read_bytes()
 
     t0 = time.perf_counter()
@@ -269,7 +271,7 @@ def test_export_only_cli(hub, pushed, env, monkeypatch, capsys):
     assert verify_artifact_folder(out).gallery_size == 30
     files = sorted(json.loads((out / RVS_JSON).read_text())["files"])
     core = [
-        "README.md", "index/embeddings.npy", "index/index.ann", "index/manifest.json", "index/meta.json",
+        "README.md", "index/embeddings.npy", "index/manifest.json", "index/meta.json",
         "model.json", "model.safetensors", "model.safetensors.json",
     ]  # fmt: skip
     # Besides the core: face thumbnails (empty here: random vectors have no photos) and the

@@ -134,10 +134,10 @@ def test_index_round_trip(built_index, config):
 
 
 def test_corrupted_index_is_refused(index_copy):
-    ann = index_copy / "index.ann"
-    data = bytearray(ann.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    ann.write_bytes(bytes(data))
+    meta = index_copy / "meta.json"
+    data = bytearray(meta.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    meta.write_bytes(bytes(data))
     with pytest.raises(IndexError_, match="sha256"):
         FaceIndex.load(index_copy)
 

@@ -272,12 +272,9 @@ def _tamper(index_dir: Path, name: str, change) -> None:
     (index_dir / "manifest.json").write_text(json.dumps(manifest))
 
 
-def _flip_bytes(p: Path) -> None:
-    data = bytearray(p.read_bytes())
-    rng = np.random.default_rng(0)
-    for i in rng.integers(0, len(data), 4000):
-        data[i] ^= 0xFF
-    p.write_bytes(bytes(data))
+def _garbage(p: Path) -> None:
+    """An Annoy file that an older rvs wrote (rvs writes none now), corrupt: rvs must never load it."""
+    p.write_bytes(np.random.default_rng(0).integers(0, 256, 64_000, dtype=np.uint8).tobytes())
 
 
 def _rvs(*args: str) -> subprocess.CompletedProcess:
@@ -285,7 +282,7 @@ def _rvs(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_corrupt_annoy_file_with_good_checksum_does_not_kill_the_cli(index_copy):
-    _tamper(index_copy, "index.ann", _flip_bytes)
+    _tamper(index_copy, "index.ann", _garbage)
     p = _rvs("search", str(lfw_image("Colin_Powell", 2)), "--index", str(index_copy), "-k", "3", "--json")
     assert p.returncode == 0, p.stderr[-500:]
     assert json.loads(p.stdout)["results"][0]["matches"][0]["identity"] == "Colin_Powell"
@@ -315,7 +312,7 @@ def test_app_keeps_serving_with_a_tampered_index(index_copy, tmp_path):
     """The process under test gets the corrupt .ann (good checksum) and must answer searches."""
     from rvs.app.startup import load_service
 
-    _tamper(index_copy, "index.ann", _flip_bytes)
+    _tamper(index_copy, "index.ann", _garbage)
     cfg = Config(cache_dir=tmp_path / "c", index_dir=index_copy)
     service = load_service(cfg, warm=False, progress=False)
     assert service.engine is not None, service.problem

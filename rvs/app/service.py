@@ -29,6 +29,7 @@ from rvs.app.answers import ImageAnswer, VideoAnswer, describe_identification, f
 from rvs.app.draw import draw_faces, fit, placeholder_tile
 from rvs.config import Config
 from rvs.errors import BadInputError, IndexError_, RvsError
+from rvs.fileio import atomic_write
 from rvs.gallery.identify import format_probability
 from rvs.gallery.store import FaceIndex
 from rvs.hub.artifacts import Artifacts, artifact_folder
@@ -402,9 +403,7 @@ class Service:
 
 
 def _save_atomic(img: Image.Image, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    img.save(tmp, format="JPEG", quality=92)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: img.save(tmp, format="JPEG", quality=92))
 
 
 def _is_under(path: Path, root: Path) -> bool:

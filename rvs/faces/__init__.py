@@ -1,4 +1,4 @@
-"""Image -> faces -> embeddings: MTCNN detection and alignment (`detect`), which faces may be named
-(`quality`), InceptionResnetV1 embeddings (`embed`), and the recipe that keys every cache of them
-(`recipe`).
+"""Image -> faces -> embeddings: MTCNN detection (`detect`), five-point alignment (`warp`), which
+faces may be named (`quality`), the embedders (`embedders`: FaceNet, SFace, their fusion; `embed`
+builds the configured one), and the recipe that keys every cache of them (`recipe`).
 """

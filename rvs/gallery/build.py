@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,21 +56,13 @@ def build_index(
     calibration is refitted (update_from: start from that index folder instead of out_dir).
     ray: run the embedding stage on Ray Data ("" = a local Ray, else the cluster address).
     Returns the index and a summary dict.
+
+    The steps: list the photos -> hash them -> plan (keep / reuse / embed / drop against the old
+    index) -> embed what is new -> merge into the index -> record how it was made -> calibrate
+    -> save -> report.
     """
-    if uris is not None:
-        photos = uri_photos(uris)
-        source = str(Path(uris).resolve())
-    else:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise RvsError(f"{folder}: not a folder")
-        photos = folder_photos(folder)
-        source = str(folder.resolve())
-    if limit:
-        photos = photos[:limit]
-    if not photos:
-        raise RvsError(f"{source}: no images found")
     t0 = time.perf_counter()
+    photos, source = _list_photos(folder, uris, limit)
     detector = detector or FaceDetector(config)
     embedder = embedder or create_embedder(config)
     recipe = recipe_of(detector, embedder)
@@ -78,10 +71,82 @@ def build_index(
         old.configure(config)  # an explicit backend setting wins over the one the index recorded
     excluded = _excluded(old)
     photos = [p for p in photos if p.identity not in excluded["people"] and p.key not in excluded["photos"]]
+    hashes, datas = _hash_photos(photos)
+    t_hash = time.perf_counter() - t0
+    index = old
+    if index is None:
+        index = FaceIndex(np.zeros((0, embedder.spec.dim), np.float32), {k: [] for k in META_FIELDS}, embedder.model_id, config.n_trees, config.search_k).configure(config)
+    plan = _plan(index, photos, hashes)
+    if ray is not None:
+        from rvs.gallery.distributed import ray_detect_embed
 
-    # Which photos are new or changed: by the sha256 of their bytes.
+        results, t_detect, t_embed = ray_detect_embed(plan.todo, config, ray, all_faces=all_faces, progress=progress)
+    else:
+        srcs = [datas.get(p.key) or _src(p) for p in plan.todo] if datas else None
+        results, t_detect, t_embed = detect_embed(plan.todo, config, detector, embedder, all_faces, progress, datas=srcs)
+    merged = _merge(index, plan, results, hashes)
+    _record(index, source, detector, config, recipe, all_faces)
+    if not len(index):
+        raise RvsError(f"{source}: no face found in any photo")
+    t1 = time.perf_counter()
+    calibration = calibrate_index(index, config)
+    t_cal = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    if out_dir is not None:
+        index.save(out_dir)
+    t_save = time.perf_counter() - t1
+    summary = {
+        "images": len(photos),
+        "faces_indexed": len(index),
+        "identities": index.n_identities,
+        "images_without_face": len(set(index.sources) - set(index.meta["path"])),
+        "failures": len(merged.failures),
+        "failure_messages": merged.failures[:20],
+        "no_face_examples": merged.no_face[:20],
+        "seconds": round(time.perf_counter() - t0, 2),
+        "detect_seconds": round(t_detect, 2),
+        "embed_seconds": round(t_embed, 2),
+        "model_id": embedder.model_id,
+        "backend": index.backend_name,
+        "open_set": calibration,
+        "out": str(out_dir) if out_dir else None,
+    }
+    if update:
+        summary["update"] = {
+            "from_existing_index": old is not None,
+            "embedded_images": len(plan.todo),
+            "kept_images": len(plan.keep),
+            "moved_images": len(plan.moved),
+            "dropped_faces": len(plan.drop),
+            "added_faces": merged.added,
+            "hash_seconds": round(t_hash, 2),
+            "calibrate_seconds": round(t_cal, 2),
+            "save_seconds": round(t_save, 2),
+        }
+    return index, summary
+
+
+def _list_photos(folder: str | Path | None, uris: str | Path | None, limit: int | None) -> tuple[list[Photo], str]:
+    """The photos to index and a name for where they come from (for messages and the manifest)."""
+    if uris is not None:
+        photos, source = uri_photos(uris), str(Path(uris).resolve())
+    else:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise RvsError(f"{folder}: not a folder")
+        photos, source = folder_photos(folder), str(folder.resolve())
+    if limit:
+        photos = photos[:limit]
+    if not photos:
+        raise RvsError(f"{source}: no images found")
+    return photos, source
+
+
+def _hash_photos(photos: list[Photo]) -> tuple[dict[str, str], dict[str, bytes]]:
+    """sha256 of every photo's bytes ("" when unreadable: the embedding stage reports it), and
+    the bytes of remote photos (read once, for hashing and embedding)."""
     datas: dict[str, bytes] = {}
-    hashes = {}
+    hashes: dict[str, str] = {}
     for p in photos:
         if "://" in str(p.src):
             datas[p.key] = read_uri_or_none(p.src)
@@ -90,18 +155,28 @@ def build_index(
             try:
                 hashes[p.key] = sha256_file(p.src)
             except OSError:
-                hashes[p.key] = ""  # unreadable: tried (and reported) by the embedding stage
-    t_hash = time.perf_counter() - t0
-    index = old
-    if index is None:
-        index = FaceIndex(np.zeros((0, embedder.spec.dim), np.float32), {k: [] for k in META_FIELDS}, embedder.model_id, config.n_trees, config.search_k).configure(config)
+                hashes[p.key] = ""
+    return hashes, datas
+
+
+@dataclass
+class _Plan:
+    """What an (incremental) build does with each photo: keep its faces (same bytes, same name),
+    reuse them under a new name (`moved`: (photo, old key)), or embed it (`todo`); `drop`: index
+    rows not kept (deleted, changed or renamed photos)."""
+
+    keep: set[str]
+    moved: list[tuple[Photo, str]]
+    todo: list[Photo]
+    drop: list[int]
+
+
+def _plan(index: FaceIndex, photos: list[Photo], hashes: dict[str, str]) -> _Plan:
     old_sources = dict(index.sources)
     by_hash: dict[str, str] = {}
     for key, h in old_sources.items():
         by_hash.setdefault(h, key)
-    rows_of: dict[str, list[int]] = {}
-    for r, path in enumerate(index.meta["path"]):
-        rows_of.setdefault(path, []).append(r)
+    rows_of = _rows_by_path(index)
     keep, moved, todo = set(), [], []
     for p in photos:
         h = hashes[p.key]
@@ -112,29 +187,40 @@ def build_index(
         else:
             todo.append(p)
     drop = [r for r, path in enumerate(index.meta["path"]) if path not in keep]
+    return _Plan(keep, moved, todo, drop)
+
+
+def _rows_by_path(index: FaceIndex) -> dict[str, list[int]]:
+    rows_of: dict[str, list[int]] = {}
+    for r, path in enumerate(index.meta["path"]):
+        rows_of.setdefault(path, []).append(r)
+    return rows_of
+
+
+@dataclass
+class _Merged:
+    added: int
+    failures: list[str]
+    no_face: list[str]
+
+
+def _merge(index: FaceIndex, plan: _Plan, results: list, hashes: dict[str, str]) -> _Merged:
+    """Apply the plan: drop rows, add reused faces under their new names, add the new faces; the
+    index's photo hashes become those of what it now holds."""
+    rows_of = _rows_by_path(index)
     reuse_emb, reuse_meta = [], {k: [] for k in META_FIELDS}
-    for p, was in moved:
+    for p, was in plan.moved:
         for r in rows_of.get(was, []):
             reuse_emb.append(index.embeddings[r])
             reuse_meta["identity"].append(p.identity)
             reuse_meta["path"].append(p.key)
             reuse_meta["box"].append(index.meta["box"][r])
             reuse_meta["prob"].append(index.meta["prob"][r])
-
-    # Embed only what is new or changed.
-    if ray is not None:
-        from rvs.gallery.distributed import ray_detect_embed
-
-        results, t_detect, t_embed = ray_detect_embed(todo, config, ray, all_faces=all_faces, progress=progress)
-    else:
-        results, t_detect, t_embed = detect_embed(
-            todo, config, detector, embedder, all_faces, progress, datas=[datas.get(p.key) or _src(p) for p in todo] if datas else None
-        )
     new_emb, new_meta = [], {k: [] for k in META_FIELDS}
-    no_face, failures = [], []
-    sources = {p.key: hashes[p.key] for p in photos if p.key in keep}
-    sources.update({p.key: hashes[p.key] for p, _ in moved})
-    ident_of = {p.key: p.identity for p in todo}
+    failures, no_face = [], []
+    sources = {k: hashes[k] for k in plan.keep}
+    sources.update({p.key: hashes[p.key] for p, _ in plan.moved})
+    ident_of = {p.key: p.identity for p in plan.todo}
     for res in results:
         if res.error:
             failures.append(res.error)
@@ -150,12 +236,17 @@ def build_index(
             new_meta["path"].append(res.key)
             new_meta["box"].append([round(float(v), 1) for v in b])
             new_meta["prob"].append(round(float(pr), 4))
-    index.remove(drop)
+    index.remove(plan.drop)
     if reuse_emb:
         index.add(np.stack(reuse_emb), reuse_meta)
     if new_emb:
         index.add(np.stack(new_emb), new_meta)
     index.sources = sources
+    return _Merged(len(new_emb) + len(reuse_emb), failures, no_face)
+
+
+def _record(index: FaceIndex, source: str, detector: FaceDetector, config: Config, recipe: dict, all_faces: bool) -> None:
+    """How the gallery was made, in its manifest: where from, detector, crop, recipe, face selection."""
     index.extra["source_folder"] = source
     index.extra["detector"] = DETECTOR_ID
     # The crops were cut with the detector's settings, which may not be `config`'s.
@@ -164,44 +255,6 @@ def build_index(
     # What every query must match to be compared with these faces (rvs.faces.recipe; SearchEngine checks it).
     index.extra["recipe"] = recipe
     index.extra["all_faces"] = bool(all_faces)
-    if not len(index):
-        raise RvsError(f"{source}: no face found in any photo")
-    t1 = time.perf_counter()
-    calibration = calibrate_index(index, config)
-    t_cal = time.perf_counter() - t1
-    t1 = time.perf_counter()
-    if out_dir is not None:
-        index.save(out_dir)
-    t_save = time.perf_counter() - t1
-    summary = {
-        "images": len(photos),
-        "faces_indexed": len(index),
-        "identities": index.n_identities,
-        "images_without_face": len(set(sources) - set(index.meta["path"])),
-        "failures": len(failures),
-        "failure_messages": failures[:20],
-        "no_face_examples": no_face[:20],
-        "seconds": round(time.perf_counter() - t0, 2),
-        "detect_seconds": round(t_detect, 2),
-        "embed_seconds": round(t_embed, 2),
-        "model_id": embedder.model_id,
-        "backend": index.backend_name,
-        "open_set": calibration,
-        "out": str(out_dir) if out_dir else None,
-    }
-    if update:
-        summary["update"] = {
-            "from_existing_index": old is not None,
-            "embedded_images": len(todo),
-            "kept_images": len(keep),
-            "moved_images": len(moved),
-            "dropped_faces": len(drop),
-            "added_faces": len(new_emb) + len(reuse_emb),
-            "hash_seconds": round(t_hash, 2),
-            "calibrate_seconds": round(t_cal, 2),
-            "save_seconds": round(t_save, 2),
-        }
-    return index, summary
 
 
 def _src(p: Photo):

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 import threading
 import time
@@ -38,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from rvs.errors import IndexError_
-from rvs.fileio import sha256_file, write_json_atomic
+from rvs.fileio import folder_swap, sha256_file, write_json_atomic
 from rvs.gallery import backends as B
 
 FORMAT = "rvs-face-index"
@@ -233,50 +232,40 @@ class FaceIndex:
     def save(self, out_dir: str | os.PathLike) -> Path:
         """Write the index folder atomically (temporary sibling, then swap)."""
         out = Path(out_dir)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        # index.ann: kept for the Hub artifact's readers; rvs itself never loads it.
-        ann = B.AnnoyBackend(self.n_trees, self.search_k, embeddings=self.embeddings).forest()
-        ann.save(str(tmp / "index.ann"), prefault=False)
-        ann.unload()
-        np.save(tmp / "embeddings.npy", self.embeddings, allow_pickle=False)
-        meta = {k: list(self.meta[k]) for k in META_FIELDS}
-        with open(tmp / "meta.json", "w") as f:
-            json.dump(meta, f)
-        names = ["index.ann", "embeddings.npy", "meta.json"]
-        if self.sources:
-            with open(tmp / "sources.json", "w") as f:
-                json.dump(self.sources, f)
-            names.append("sources.json")
-        files = {}
-        for name in names:
-            p = tmp / name
-            files[name] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-        self.manifest = {
-            "format": FORMAT,
-            "version": VERSION,
-            "model_id": self.model_id,
-            "metric": "euclidean-unit (annoy angular)",
-            "dim": self.dim,
-            "n_items": len(self),
-            "n_identities": self.n_identities,
-            "n_trees": self.n_trees,
-            "search_k": self.search_k,
-            # The Milvus URI is recorded without credentials, and never read back (see load).
-            "search_backend": {**self.search_settings, "milvus_uri": B.redact(self.search_settings["milvus_uri"]), "now": self.backend_name},
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "files": files,
-            **self.extra,
-        }
-        write_json_atomic(tmp / "manifest.json", self.manifest)
-        self._save_milvus(out, tmp, files["embeddings.npy"]["sha256"])
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
+        with folder_swap(out) as tmp:
+            # No index.ann: rvs never loads an Annoy file (its forest is built from the verified
+            # embeddings), so none is written or shipped.
+            np.save(tmp / "embeddings.npy", self.embeddings, allow_pickle=False)
+            meta = {k: list(self.meta[k]) for k in META_FIELDS}
+            with open(tmp / "meta.json", "w") as f:
+                json.dump(meta, f)
+            names = ["embeddings.npy", "meta.json"]
+            if self.sources:
+                with open(tmp / "sources.json", "w") as f:
+                    json.dump(self.sources, f)
+                names.append("sources.json")
+            files = {}
+            for name in names:
+                p = tmp / name
+                files[name] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            self.manifest = {
+                "format": FORMAT,
+                "version": VERSION,
+                "model_id": self.model_id,
+                "metric": "euclidean-unit (annoy angular)",
+                "dim": self.dim,
+                "n_items": len(self),
+                "n_identities": self.n_identities,
+                "n_trees": self.n_trees,
+                "search_k": self.search_k,
+                # The Milvus URI is recorded without credentials, and never read back (see load).
+                "search_backend": {**self.search_settings, "milvus_uri": B.redact(self.search_settings["milvus_uri"]), "now": self.backend_name},
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "files": files,
+                **self.extra,
+            }
+            write_json_atomic(tmp / "manifest.json", self.manifest)
+            self._save_milvus(out, tmp, files["embeddings.npy"]["sha256"])
         self.folder = out
         return out
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from rvs.config import Config
 from rvs.errors import IndexError_, RvsError
-from rvs.fileio import sha256_file, write_json_atomic
+from rvs.fileio import folder_swap, sha256_file, write_json_atomic
 from rvs.gallery.store import read_manifest, verify_files
 from rvs.hub.artifacts import (
     ARTIFACT_FORMAT,
@@ -67,14 +67,9 @@ def export_artifacts(
     evaluation, gallery_description, ...). The folder is written to a temporary sibling and
     swapped in, so `out_dir` is either the old folder or the complete new one.
     """
-    import numpy as np
-    import torch
-    from safetensors.torch import save_file
-
     from rvs.faces.embedders import config_for_model_id, create_embedder, get_spec, model_name
     from rvs.faces.embedders import sface as sface_mod
-    from rvs.hub.modelcard import CardInfo, render_model_card
-    from rvs.models.weights import CENTER_KEY, load_weights
+    from rvs.models.weights import load_weights
 
     spec = weights_spec or config.weights
     src = Path(index_dir if index_dir is not None else config.index_dir).expanduser()
@@ -93,106 +88,122 @@ def export_artifacts(
         )
     sface_bytes = sface_mod.load_bytes(mcfg)[0] if kind is not None and "aligned" in get_spec(kind).inputs else None
     out = Path(out_dir).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with folder_swap(out) as tmp:
         if sface_bytes is not None:
             (tmp / sface_mod.FILE_NAME).write_bytes(sface_bytes)
-        state = {k: v.contiguous() for k, v in w.state_dict.items()}
-        if config.center_embeddings and w.center is not None:  # centred embeddings: the centre travels inside the weights file
-            state[CENTER_KEY] = torch.from_numpy(np.asarray(w.center, np.float32))
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "model_id": w.model_id})
-        digest = sha256_file(tmp / WEIGHTS_FILE)
         source = _public_source(spec, w.source)
-        write_json_atomic(tmp / WEIGHTS_SIDECAR, {"model_id": w.model_id, "sha256": digest})
-        write_json_atomic(
-            tmp / MODEL_JSON,
-            {
-                "format": "rvs-model",
-                "version": 1,
-                "model_id": model_id,
-                "model": kind or "facenet",
-                "weights_model_id": w.model_id,
-                "weights_role": "the gallery's model" if kind in (None, "facenet") else (
-                    "the FaceNet half of the fused model" if kind == "fused" else "fallback when SFace is refused"
-                ),
-                "sface": (
-                    {"file": sface_mod.FILE_NAME, "bytes": sface_mod.FILE_BYTES, "sha256": sface_mod.FILE_SHA256, "architecture": sface_mod.SPEC.architecture}
-                    if sface_bytes is not None
-                    else None
-                ),
-                "sha256": digest,
-                "bytes": (tmp / WEIGHTS_FILE).stat().st_size,
-                "source": source,
-                "source_sha256": w.sha256,
-                "architecture": "facenet_pytorch.InceptionResnetV1(classify=False)",
-                "embedding_dim": int(manifest.get("dim", 512)),
-                "normalisation": "l2 (unit-length embeddings; compare by Euclidean distance, 0..2)",
-                "center": (
-                    f"tensor {CENTER_KEY!r} in {WEIGHTS_FILE}: subtracted from the l2-normalised output, then l2 again"
-                    if config.center_embeddings and w.center is not None
-                    else None
-                ),
-                "input": {
-                    "size": [config.face_size, config.face_size],
-                    "channels": "RGB",
-                    "detector": "MTCNN (facenet-pytorch)",
-                    "margin_px": config.margin,
-                    "margin_units": config.margin_units,
-                    "standardisation": "(pixel - 127.5) / 128",
-                },
-                # How the gallery's faces were cut and embedded (rvs.faces.recipe); queries must match it.
-                "recipe": manifest.get("recipe"),
-            },
-        )
-        (tmp / INDEX_SUBDIR).mkdir()
-        for name in ["manifest.json", *manifest.get("files", {})]:
-            shutil.copyfile(src / name, tmp / INDEX_SUBDIR / name)
-        # Faces for the result tiles and example inputs: a Space has neither the photos nor ../shared.
-        if extras:
+        _write_weights(tmp, w, model_id, kind, source, sface_bytes is not None, manifest, config)
+        _write_index(tmp, src, manifest)
+        if extras:  # faces for the result tiles and example inputs: a Space has neither the photos nor ../shared
             _export_extras(tmp, src, manifest, config)
-        defaults = {
+        _write_card(tmp, model_id, kind, source, manifest, config, card_info)
+        _write_file_list(tmp, model_id, manifest)
+        verify_artifact_folder(tmp)  # never hand out a folder that would be refused on pull
+    return out
+
+
+def _write_weights(tmp: Path, w: Any, model_id: str, kind: str | None, source: str, with_sface: bool, manifest: dict, config: Config) -> None:
+    """model.safetensors (+ sidecar) and model.json: the FaceNet weights and what the model is."""
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    from rvs.faces.embedders import sface as sface_mod
+    from rvs.models.weights import CENTER_KEY
+
+    centred = config.center_embeddings and w.center is not None
+    state = {k: v.contiguous() for k, v in w.state_dict.items()}
+    if centred:  # the centre travels inside the weights file
+        state[CENTER_KEY] = torch.from_numpy(np.asarray(w.center, np.float32))
+    save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "model_id": w.model_id})
+    digest = sha256_file(tmp / WEIGHTS_FILE)
+    write_json_atomic(tmp / WEIGHTS_SIDECAR, {"model_id": w.model_id, "sha256": digest})
+    role = {None: "the gallery's model", "facenet": "the gallery's model", "fused": "the FaceNet half of the fused model"}
+    write_json_atomic(
+        tmp / MODEL_JSON,
+        {
+            "format": "rvs-model",
+            "version": 1,
             "model_id": model_id,
-            "weights_source": source,
+            "model": kind or "facenet",
+            "weights_model_id": w.model_id,
+            "weights_role": role.get(kind, "fallback when SFace is refused"),
+            "sface": (
+                {"file": sface_mod.FILE_NAME, "bytes": sface_mod.FILE_BYTES, "sha256": sface_mod.FILE_SHA256, "architecture": sface_mod.SPEC.architecture}
+                if with_sface
+                else None
+            ),
+            "sha256": digest,
+            "bytes": (tmp / WEIGHTS_FILE).stat().st_size,
+            "source": source,
+            "source_sha256": w.sha256,
+            "architecture": "facenet_pytorch.InceptionResnetV1(classify=False)",
+            "embedding_dim": int(manifest.get("dim", 512)),
+            "normalisation": "l2 (unit-length embeddings; compare by Euclidean distance, 0..2)",
+            "center": f"tensor {CENTER_KEY!r} in {WEIGHTS_FILE}: subtracted from the l2-normalised output, then l2 again" if centred else None,
+            "input": {
+                "size": [config.face_size, config.face_size],
+                "channels": "RGB",
+                "detector": "MTCNN (facenet-pytorch)",
+                "margin_px": config.margin,
+                "margin_units": config.margin_units,
+                "standardisation": "(pixel - 127.5) / 128",
+            },
+            # How the gallery's faces were cut and embedded (rvs.faces.recipe); queries must match it.
+            "recipe": manifest.get("recipe"),
+        },
+    )
+
+
+def _write_index(tmp: Path, src: Path, manifest: dict) -> None:
+    """index/: the gallery's files, and its manifest without anything of the build machine."""
+    (tmp / INDEX_SUBDIR).mkdir()
+    for name in manifest.get("files", {}):
+        shutil.copyfile(src / name, tmp / INDEX_SUBDIR / name)
+    # The build machine's photo folder path becomes the folder's name.
+    shipped = {k: v for k, v in manifest.items() if k != "source_folder"}
+    if manifest.get("source_folder"):
+        shipped["source_name"] = Path(manifest["source_folder"]).name
+    write_json_atomic(tmp / INDEX_SUBDIR / "manifest.json", shipped)
+
+
+def _write_card(tmp: Path, model_id: str, kind: str | None, source: str, manifest: dict, config: Config, card_info: Any) -> None:
+    from rvs.faces.embedders import get_spec
+    from rvs.hub.modelcard import CardInfo, render_model_card
+
+    defaults = {
+        "model_id": model_id,
+        "weights_source": source,
+        "gallery_size": int(manifest["n_items"]),
+        "n_identities": int(manifest.get("n_identities", 0)),
+        "embedding_dim": int(manifest.get("dim", 512)),
+        "match_threshold": get_spec(kind or "facenet").match_threshold if config.match_threshold is None else config.match_threshold,
+        "model_name": kind or "facenet",
+    }
+    info = CardInfo.from_mapping(card_info, **defaults)
+    (tmp / CARD_FILE).write_text(render_model_card(info))
+
+
+def _write_file_list(tmp: Path, model_id: str, manifest: dict) -> None:
+    """rvs.json: size and sha256 of every file, what a pull verifies."""
+    files = {}
+    for p in sorted(tmp.rglob("*")):
+        if p.is_file():
+            files[p.relative_to(tmp).as_posix()] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+    write_json_atomic(
+        tmp / RVS_JSON,
+        {
+            "format": ARTIFACT_FORMAT,
+            "version": ARTIFACT_VERSION,
+            "model_id": model_id,
             "gallery_size": int(manifest["n_items"]),
             "n_identities": int(manifest.get("n_identities", 0)),
             "embedding_dim": int(manifest.get("dim", 512)),
-            "match_threshold": get_spec(kind or "facenet").match_threshold if config.match_threshold is None else config.match_threshold,
-            "model_name": kind or "facenet",
-        }
-        info = CardInfo.from_mapping(card_info, **defaults)
-        (tmp / CARD_FILE).write_text(render_model_card(info))
-        files = {}
-        for p in sorted(tmp.rglob("*")):
-            if p.is_file():
-                rel = p.relative_to(tmp).as_posix()
-                files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-        write_json_atomic(
-            tmp / RVS_JSON,
-            {
-                "format": ARTIFACT_FORMAT,
-                "version": ARTIFACT_VERSION,
-                "model_id": model_id,
-                "gallery_size": int(manifest["n_items"]),
-                "n_identities": int(manifest.get("n_identities", 0)),
-                "embedding_dim": int(manifest.get("dim", 512)),
-                "recipe": manifest.get("recipe"),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "files": files,
-            },
-        )
-        verify_artifact_folder(tmp)  # never hand out a folder that would be refused on pull
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
-    return out
+            "recipe": manifest.get("recipe"),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "files": files,
+        },
+    )
 
 
 def _export_extras(tmp: Path, src: Path, manifest: dict, config: Config) -> None:

@@ -9,11 +9,9 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import tempfile
 import threading
 import time
-import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +19,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from rvs.config import Config
+from rvs.fileio import folder_swap
 from rvs.video.results import VideoInfo
 
 log = logging.getLogger(__name__)
@@ -72,24 +71,13 @@ def cache_entry_dir(config: Config, key: str, kind: str, params: dict) -> Path:
 
 
 def write_entry_atomically(final: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp_dir)`, then rename the directory into place in one step, so a reader never
-    sees a half-written entry (a crash leaves only a `.tmp-*` directory, ignored and replaced)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    """Call `write(tmp_dir)`, then swap the directory into place (rvs.fileio.folder_swap), so a
+    reader never sees a half-written entry (a crash leaves only a hidden temporary directory); a
+    stale or corrupt entry is replaced, and one another process wrote meanwhile is as good as ours."""
     try:
-        write(tmp)
-        if final.exists():  # a stale or corrupt entry (a valid one would have been read instead)
-            shutil.rmtree(final, ignore_errors=True)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not final.exists():
-                raise
-            # Another process wrote the same entry meanwhile; theirs is as good as ours.
+        with folder_swap(final) as tmp:
+            write(tmp)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
         try:
             final.parent.rmdir()  # only succeeds if empty, i.e. nothing was cached for this video
         except OSError:
