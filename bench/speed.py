@@ -13,7 +13,8 @@ photo from a phone would give), sample seed 1.
 Single query: one photo at a time through `SearchEngine.search` (decode, detect, embed, search
 a gallery of 2,000 LFW faces of the same model), p50/p95 ms. Batched: the embedding stage of a
 gallery build (`detect_embed`, detection batches of `Config.detect_batch_size`), photos/s.
-RSS: resident memory of the process after each pipeline's run (models loaded), MB.
+RSS: peak resident memory of a process that runs only that pipeline (each pipeline runs in its
+own process, one after the other, on the same photos), MB.
 
 Writes bench/results/speed.json; `default_vs_seed_pipeline_ratio` = single-query p50 of the
 default pipeline over the seed's, on the LFW photos (the large photos' ratio beside it).
@@ -51,10 +52,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+    """Peak resident memory of this process, MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -65,11 +63,13 @@ def large_photos(cfg: Config, lfw: list[Path], out: Path, n: int = 50) -> list[P
     out.mkdir(parents=True, exist_ok=True)
     made = []
     for i in range(n - len(real)):
-        canvas = Image.new("RGB", (1200, 1200))
-        for j, p in enumerate(rng.sample(lfw, 4)):
-            canvas.paste(Image.open(p).convert("RGB").resize((600, 600), Image.BICUBIC), ((j % 2) * 600, (j // 2) * 600))
+        four = rng.sample(lfw, 4)
         dst = out / f"grid-{i:02d}.jpg"
-        canvas.save(dst, quality=90)
+        if not dst.exists():  # the same photos in every pipeline's process
+            canvas = Image.new("RGB", (1200, 1200))
+            for j, p in enumerate(four):
+                canvas.paste(Image.open(p).convert("RGB").resize((600, 600), Image.BICUBIC), ((j % 2) * 600, (j // 2) * 600))
+            canvas.save(dst, quality=90)
         made.append(dst)
     return real + made
 
@@ -107,35 +107,51 @@ def measure(name: str, cfg: Config, small: list[Path], large: list[Path], galler
     return out
 
 
+def photos(base: Config, work: Path, n_small: int, n_large: int) -> tuple[list[Path], list[Path], Path]:
+    """The query photos and the 2,000-photo gallery (symlinks), the same for every pipeline."""
+    root = lfw_images_dir(base)
+    lfw = sorted(root.glob("*/*.jpg"))
+    small = random.Random(0).sample(lfw, n_small)
+    large = large_photos(base, lfw, work / "large", n_large)
+    gallery = work / "gallery"
+    if not gallery.exists():
+        chosen = set(small)
+        for p in random.Random(2).sample([p for p in lfw if p not in chosen], 2000):
+            (gallery / p.parent.name).mkdir(parents=True, exist_ok=True)
+            (gallery / p.parent.name / p.name).symlink_to(p)
+    return small, large, gallery
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--small", type=int, default=500)
     ap.add_argument("--large", type=int, default=50)
     ap.add_argument("--out", type=Path, default=RESULTS / "speed.json")
+    ap.add_argument("--pipeline", help=argparse.SUPPRESS)  # internal: run one pipeline in this process
+    ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     base = Config.from_env()
-    root = lfw_images_dir(base)
-    lfw = sorted(root.glob("*/*.jpg"))
-    rng = random.Random(0)
-    small = rng.sample(lfw, args.small)
-    import tempfile
-
-    tmp = Path(tempfile.mkdtemp(prefix="rvs-speed-"))
-    large = large_photos(base, lfw, tmp / "large", args.large)
-    # A gallery of 2,000 LFW photos (none of the query photos), as symlinks.
-    gallery = tmp / "gallery"
-    pool = [p for p in lfw if p not in set(small)]
-    for p in random.Random(2).sample(pool, 2000):
-        (gallery / p.parent.name).mkdir(parents=True, exist_ok=True)
-        (gallery / p.parent.name / p.name).symlink_to(p)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    if args.pipeline:
+        small, large, gallery = photos(base, args.work, args.small, args.large)
+        r = measure(args.pipeline, dataclasses.replace(base, model=args.pipeline), small, large, gallery, args.work, log)
+        args.out.write_text(json.dumps(r))
+        return 0
+    import subprocess
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="rvs-speed-"))
+    photos(base, work, args.small, args.large)
     order = ["facenet", base.model, *[m for m in REGISTRY if m not in ("facenet", base.model)]]
     pipelines = {}
     for name in order:
-        pipelines[name] = measure(name, dataclasses.replace(base, model=name, cache_dir=base.cache_dir), small, large, gallery, tmp, log)
+        out = work / f"{name}.json"
+        cmd = [sys.executable, __file__, "--pipeline", name, "--work", str(work), "--out", str(out), "--small", str(args.small), "--large", str(args.large)]
+        subprocess.run(cmd, check=True)
+        pipelines[name] = json.loads(out.read_text())
     seed, default = pipelines["facenet"], pipelines[base.model]
     res = {
         "what": "per photo: decode + detect (MTCNN) + embed + search (2,000-face gallery); see bench/speed.py docstring",

@@ -40,9 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    before = os.environ.get("RVS_MODEL")
     if args.model:
         os.environ["RVS_MODEL"] = args.model  # every command reads its Config from the environment
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
     except RvsError as e:
@@ -56,3 +57,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: unexpected {type(e).__name__}: {e} (run with -v for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        if args.model:  # an in-process caller (tests, notebooks) keeps its own environment
+            if before is None:
+                os.environ.pop("RVS_MODEL", None)
+            else:
+                os.environ["RVS_MODEL"] = before
