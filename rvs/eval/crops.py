@@ -319,7 +319,7 @@ def embed_crops(
                 keys = sorted(known)
                 _atomic_savez(store, paths=np.array(keys), emb=np.stack([known[k] for k in keys]))
         known.update(new)
-        out.append(np.stack([known[p] for p in crops.paths]) if crops.paths else np.zeros((0, 512), np.float32))
+        out.append(np.stack([known[p] for p in crops.paths]) if crops.paths else np.zeros((0, 0), np.float32))
     e = out[0] if len(out) == 1 else out[0] + out[1]
     return (e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 

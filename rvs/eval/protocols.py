@@ -1,7 +1,7 @@
 """LFW evaluation: 10-fold verification on pairs.txt and leave-one-out retrieval on View 1 people.
 
 Pipeline: every image named by the protocol -> main face (MTCNN, `align_main_faces`) -> 160x160
-crop -> 512-d unit embedding -> Euclidean distance between unit embeddings (0..2).
+crop -> unit embedding (FaceNet, or any `EmbedFn`) -> Euclidean distance between unit embeddings (0..2).
 
 The crops and embeddings come from `rvs.eval.crops`; the metrics from `rvs.eval.metrics`.
 

@@ -78,7 +78,7 @@ class ExactBackend:
     name = "exact"
 
     def __init__(self, embeddings: np.ndarray | None = None):
-        self.embeddings = np.zeros((0, 512), np.float32) if embeddings is None else embeddings
+        self.embeddings = np.zeros((0, 0), np.float32) if embeddings is None else embeddings
 
     def build(self, embeddings: np.ndarray) -> None:
         self.embeddings = embeddings
@@ -120,7 +120,7 @@ class AnnoyBackend:
     embeddings on first search after any change.
 
     dims > 0: the forest is built over the embeddings projected on their top `dims` principal
-    axes (fitted on up to 50k rows), which makes each candidate 512/dims times cheaper to score;
+    axes (fitted on up to 50k rows), which makes each candidate D/dims times cheaper to score (D: the model's size);
     the best `candidates` it finds are re-ranked with the full embeddings, so the distances
     returned are exact ones and only recall is approximate."""
 
@@ -130,7 +130,7 @@ class AnnoyBackend:
     def __init__(self, n_trees: int, search_k: int, seed: int = 0, embeddings: np.ndarray | None = None, dims: int = 0, candidates: int = 100):
         self.n_trees, self.search_k, self.seed = int(n_trees), int(search_k), seed
         self.dims, self.candidates = int(dims), int(candidates)
-        self.embeddings = np.zeros((0, 512), np.float32) if embeddings is None else embeddings
+        self.embeddings = np.zeros((0, 0), np.float32) if embeddings is None else embeddings
         self._ann = None
         self._proj = None  # (mean, D x dims) when projecting
 
@@ -155,7 +155,7 @@ class AnnoyBackend:
                 from annoy import AnnoyIndex
 
                 self._proj = self._fit_projection()
-                dim = self.dims if self._proj is not None else (int(self.embeddings.shape[1]) if self.embeddings.ndim == 2 else 512)
+                dim = self.dims if self._proj is not None else (int(self.embeddings.shape[1]) if self.embeddings.ndim == 2 else 0)
                 ann = AnnoyIndex(dim, "angular")
                 ann.set_seed(self.seed)
                 for s in range(0, len(self.embeddings), 100_000):

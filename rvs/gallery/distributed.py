@@ -77,6 +77,7 @@ def ray_detect_embed(
     of the cluster, one torch thread each). Returns (PhotoFaces in the order of `photos`,
     seconds, 0.0): detection and embedding run interleaved on the workers, so their time is one
     figure (reported as detect seconds)."""
+    from rvs.faces.embedders import get_spec
     from rvs.gallery.embedding import PhotoFaces
 
     if not photos:
@@ -129,7 +130,7 @@ def ray_detect_embed(
             str(r["key"]),
             np.frombuffer(r["boxes"], np.float32).reshape(n, 4),
             np.frombuffer(r["probs"], np.float32).reshape(n),
-            np.frombuffer(r["emb"], np.float32).reshape(n, -1) if n else np.zeros((0, 512), np.float32),
+            np.frombuffer(r["emb"], np.float32).reshape(n, -1) if n else np.zeros((0, get_spec(config.model).dim), np.float32),
             str(r["error"]) or None,
         )
     missing = [p.key for p in photos if p.key not in by_key]

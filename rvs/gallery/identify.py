@@ -101,7 +101,7 @@ class Templates:
         names = sorted(set(identities))
         pos = {n: i for i, n in enumerate(names)}
         label = np.fromiter((pos[n] for n in identities), np.int64, len(identities))
-        sums = np.zeros((len(names), emb.shape[1] if emb.ndim == 2 else 512), np.float32)
+        sums = np.zeros((len(names), emb.shape[1] if emb.ndim == 2 else 0), np.float32)
         np.add.at(sums, label, emb)
         counts = np.bincount(label, minlength=len(names)).astype(np.int64)
         return cls(names, _unit(sums), sums, counts, label, emb)

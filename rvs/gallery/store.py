@@ -114,7 +114,7 @@ class FaceIndex:
 
     @property
     def dim(self) -> int:
-        return int(self.embeddings.shape[1]) if len(self.embeddings) else 512
+        return int(self.embeddings.shape[1]) if self.embeddings.ndim == 2 else 0
 
     @property
     def n_identities(self) -> int:

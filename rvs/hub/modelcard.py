@@ -36,7 +36,7 @@ class CardInfo:
     gallery_description: str = ""
     gallery_size: int = 0
     n_identities: int = 0
-    embedding_dim: int = 512
+    embedding_dim: int = 0  # the gallery's vector size (export_artifacts fills it in)
     match_threshold: float | None = None
     model_name: str = "facenet"  # the gallery's embedder (rvs.faces.embedders): facenet | sface | fused
 
@@ -103,6 +103,9 @@ def front_matter(info: CardInfo) -> dict[str, Any]:
 
 
 def _model_section(info: CardInfo) -> str:
+    from rvs.faces.embedders import get_spec
+
+    facenet_dim = get_spec("facenet").dim
     if info.fine_tuned_from or info.training:
         base = info.fine_tuned_from or "an Inception-ResNet-v1 FaceNet checkpoint"
         lines = [
@@ -123,7 +126,7 @@ def _model_section(info: CardInfo) -> str:
     lines += [
         "",
         f"- Model id (recorded in index manifests): `{info.model_id or CASIA_MODEL_ID}`",
-        f"- Architecture: facenet-pytorch `InceptionResnetV1(classify=False)`, {info.embedding_dim}-d embeddings",
+        f"- Architecture: facenet-pytorch `InceptionResnetV1(classify=False)`, {facenet_dim}-d embeddings",
         "- Input: 160x160 RGB face crops from MTCNN (32 px margin), pixels standardised as (x - 127.5) / 128",
         "- Output: L2-normalised embeddings; rvs compares them by Euclidean distance (0 = same, 2 = opposite)",
     ]

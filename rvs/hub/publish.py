@@ -138,7 +138,7 @@ def _write_weights(tmp: Path, w: Any, model_id: str, kind: str | None, source: s
             "source": source,
             "source_sha256": w.sha256,
             "architecture": "facenet_pytorch.InceptionResnetV1(classify=False)",
-            "embedding_dim": int(manifest.get("dim", 512)),
+            "embedding_dim": int(manifest["dim"]),
             "normalisation": "l2 (unit-length embeddings; compare by Euclidean distance, 0..2)",
             "center": f"tensor {CENTER_KEY!r} in {WEIGHTS_FILE}: subtracted from the l2-normalised output, then l2 again" if centred else None,
             "input": {
@@ -176,7 +176,7 @@ def _write_card(tmp: Path, model_id: str, kind: str | None, source: str, manifes
         "weights_source": source,
         "gallery_size": int(manifest["n_items"]),
         "n_identities": int(manifest.get("n_identities", 0)),
-        "embedding_dim": int(manifest.get("dim", 512)),
+        "embedding_dim": int(manifest["dim"]),
         "match_threshold": get_spec(kind or "facenet").match_threshold if config.match_threshold is None else config.match_threshold,
         "model_name": kind or "facenet",
     }
@@ -198,7 +198,7 @@ def _write_file_list(tmp: Path, model_id: str, manifest: dict) -> None:
             "model_id": model_id,
             "gallery_size": int(manifest["n_items"]),
             "n_identities": int(manifest.get("n_identities", 0)),
-            "embedding_dim": int(manifest.get("dim", 512)),
+            "embedding_dim": int(manifest["dim"]),
             "recipe": manifest.get("recipe"),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "files": files,

@@ -19,7 +19,7 @@ The detected faces (frame, box, probability, embedding) are cached per video con
 rate and embedding recipe (rvs.faces.recipe: weights, centre, precision, detector, crop geometry,
 detection thresholds), so asking about another person in the same video
 costs one query embedding: `meta.json` + `faces.npz` (frames int32[S], face_sample int32[F],
-boxes float32[F, 4], probs float32[F], embeddings float32[F, 512]), no pickle.
+boxes float32[F, 4], probs float32[F], embeddings float32[F, model size]), no pickle.
 """
 
 from __future__ import annotations
