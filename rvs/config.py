@@ -101,7 +101,9 @@ class Config:
     # embeddings (exact distances): at 1M, search_k 20k gives recall@10 0.98 in 2.6 ms, where the
     # full 512-d forest needed 4.8 ms for 0.95 (each candidate costs less, the splits are better).
     # The old 50 trees / 150k were chosen on LFW's 13k, where they scanned everything (6.7 ms vs
-    # exact's 0.2). 0 dims = Annoy over the full embeddings.
+    # exact's 0.2). 0 dims = Annoy over the full embeddings, and so are vectors under 4x annoy_dims
+    # (SFace's 128-d: halving them lost neighbours; rvs/gallery/backends.py). These were measured
+    # with FaceNet's 512-d vectors.
     n_trees: int = 100
     search_k: int = 20_000
     annoy_dims: int = 64
