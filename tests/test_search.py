@@ -62,7 +62,7 @@ def photo_embeddings(detector, embedder) -> dict[str, np.ndarray]:
     return out
 
 
-# Angelina Jolie and Kate Siegel are this model's one confusion among the four: their distance is
+# Angelina Jolie and Kate Siegel are the models' one confusion among the four (FaceNet and SFace): their distance is
 # below the LFW-calibrated threshold (1.15) and even the FAR=1e-3 point (1.06). Kept visible as a
 # strict xfail, so a better model that separates them turns this into a failure to update.
 KNOWN_CONFUSED = {("angelina_jolie", "kate_siegel")}
@@ -71,7 +71,7 @@ KNOWN_CONFUSED = {("angelina_jolie", "kate_siegel")}
 @pytest.mark.parametrize(
     "a,b",
     [
-        pytest.param(a, b, marks=pytest.mark.xfail(strict=True, reason="known look-alike confusion of the CASIA model"))
+        pytest.param(a, b, marks=pytest.mark.xfail(strict=True, reason="known look-alike confusion (the CASIA FaceNet and SFace alike)"))
         if (a, b) in KNOWN_CONFUSED
         else (a, b)
         for a, b in itertools.combinations(["angelina_jolie", "kate_siegel", "paul_rudd", "shea_whigham"], 2)
