@@ -29,7 +29,7 @@ import gradio as gr
 import pandas as pd
 from gradio.utils import get_upload_folder
 
-from rvs.app.answers import face_choices, results_csv
+from rvs.app.answers import face_choices, no_face_markdown, results_csv
 from rvs.app.service import Service
 from rvs.app.serving import CpuBudget, Job, JobCancelled, UploadGuard, safe_name, sweep_leftovers, trim_memory
 from rvs.app.startup import load_service
@@ -300,7 +300,7 @@ def build_demo(service: Service) -> gr.Blocks:
                 ans = await run_in_worker(budget, lambda: service.search_image(src, face_value, k_int, name=name))
             except NoFaceError as e:
                 log.info("user error: %s", e)
-                msg = f"**No face found.** {html.escape(str(e))}"
+                msg = no_face_markdown(html.escape(str(e)))
                 return None, [], msg, {"error": str(e), "results": []}, gr.update()
             except Exception as e:
                 raise _fail(e) from None

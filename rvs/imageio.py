@@ -55,6 +55,8 @@ def load_image(src: ImageLike, max_pixels: int = 64_000_000, name: str | None = 
         return _to_rgb(ImageOps.exif_transpose(src))
     if isinstance(src, (bytes, bytearray)):
         fp, label = io.BytesIO(src), name or "upload"
+        if not src:
+            raise BadInputError(f"{label}: the file is empty (0 bytes)")
     else:
         path = Path(src)
         label = name or str(path)
@@ -62,6 +64,8 @@ def load_image(src: ImageLike, max_pixels: int = 64_000_000, name: str | None = 
             raise BadInputError(f"{label}: file not found")
         if path.is_dir():
             raise BadInputError(f"{label}: is a directory, not an image")
+        if path.stat().st_size == 0:
+            raise BadInputError(f"{label}: the file is empty (0 bytes)")
         fp = path
     try:
         with warnings.catch_warnings():

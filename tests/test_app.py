@@ -329,7 +329,8 @@ def test_no_face_gives_a_clear_message(client, tmp_path):
     blank = tmp_path / "wall.png"
     Image.open(lfw_image("George_W_Bush", 1)).crop((0, 0, 50, 50)).resize((300, 300)).save(blank)
     _, gallery, summary, data, _ = search(client, blank)
-    assert "No face found" in summary and "no face found in the image" in data["error"]
+    assert summary.startswith("**No face found in the image") and summary.lower().count("no face found") == 1
+    assert "no face found in the image" in data["error"]
     assert gallery == []
 
 

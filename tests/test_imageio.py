@@ -72,6 +72,14 @@ def test_not_an_image(tmp_path):
         load_image(p)
 
 
+def test_empty_file_says_it_is_empty(tmp_path):
+    p = tmp_path / "photo.jpg"
+    p.write_bytes(b"")
+    for src in (p, b""):
+        with pytest.raises(BadInputError, match=r"the file is empty \(0 bytes\)"):
+            load_image(src, name="photo.jpg")
+
+
 def test_truncated_jpeg(tmp_path):
     data = lfw_image("Colin_Powell", 1).read_bytes()
     p = tmp_path / "cut.jpg"

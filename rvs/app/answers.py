@@ -80,6 +80,12 @@ def pretty_name(identity: str) -> str:
     return identity.replace("_", " ")
 
 
+def no_face_markdown(error: str) -> str:
+    """The page's one sentence when a photo has no face (the error already says it)."""
+    text = str(error).strip()
+    return f"**{text[:1].upper()}{text[1:]}**"
+
+
 def answer_line(ident: Any) -> str:
     """One plain line for a face's answer (CLI, CSV, logs): "George Clooney (97%)",
     "possibly George Clooney (57%; below the 90% needed to name)" or "no match in this gallery"."""
