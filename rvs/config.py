@@ -111,6 +111,9 @@ class Config:
 
     # --- search ---
     k: int = 20
+    # numpy BLAS threads while searching (rvs/threads.py: spinning BLAS threads made a query's
+    # torch steps 2x slower on 2 cores); 0 = numpy's default.
+    blas_threads: int = 1
     # Euclidean distance between unit embeddings (0 = identical, 2 = opposite) below which two faces
     # count as the same person. None: the model's own (EmbedderSpec.match_threshold, the
     # accuracy-optimal threshold on LFW pairs.txt; bench/results/retrieval.json).

@@ -18,7 +18,7 @@ PACKAGE = PROJECT_ROOT / "rvs"
 # Stages, lowest first. A module may import its own stage (sub)package and any lower layer,
 # never a layer above or a sibling of its own layer.
 LAYERS: list[set[str]] = [
-    {"config", "errors", "fileio", "progress"},  # shared: settings, errors, atomic files, progress
+    {"config", "errors", "fileio", "progress", "threads"},  # shared: settings, errors, atomic files, progress, CPU threads
     {"imageio"},  # image in
     {"lfw", "models"},  # the dataset; the model weights
     {"faces"},  # image -> faces -> embeddings

@@ -17,6 +17,7 @@ from PIL import Image
 from rvs.app.draw import draw_faces, fit, format_time, similarity_plot
 from rvs.errors import BadInputError
 from rvs.gallery.identify import format_probability
+from rvs.video.results import VideoResult
 
 MAX_VIDEO_FRAMES_SHOWN = 12
 
@@ -132,10 +133,10 @@ def describe_identification(fr: Any, people: int, label: str = "") -> str:
     )
 
 
-def video_answer(res: Any, path: Path, read_frames: Callable) -> VideoAnswer:
+def video_answer(res: VideoResult, path: Path, read_frames: Callable) -> VideoAnswer:
     """A video search result as frames, plot, table rows and summary (`read_frames` fetches the
     frames shown)."""
-    if res.mode == "frame" and getattr(res, "fusion", None) == "moments":
+    if res.mode == "frame" and res.fusion == "moments":
         return moments_answer(res, path, read_frames)
     face = res.mode == "face"
     segs = list(res.segments)
@@ -190,7 +191,7 @@ def video_answer(res: Any, path: Path, read_frames: Callable) -> VideoAnswer:
     return VideoAnswer(frames, plot, rows, summary, res.to_dict(curve=False, hits=False))
 
 
-def moments_answer(res: Any, path: Path, read_frames: Callable) -> VideoAnswer:
+def moments_answer(res: VideoResult, path: Path, read_frames: Callable) -> VideoAnswer:
     """Frame search answered with moments: the best frames with their reading ("same frame",
     "same shot", "similar scene"), one table row each, segments only around same-frame peaks."""
     moments = list(res.moments)[:MAX_VIDEO_FRAMES_SHOWN]

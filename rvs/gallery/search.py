@@ -18,6 +18,7 @@ from rvs.faces.recipe import check_index_recipe, recipe_of
 from rvs.gallery.identify import Identification, Identifier, OpenSetModel
 from rvs.gallery.store import FaceIndex
 from rvs.imageio import ImageLike, load_image
+from rvs.threads import limit_blas_threads
 
 
 def model_mismatch(index_model_id: str, query_model_id: str) -> str:
@@ -112,6 +113,7 @@ class SearchEngine:
 
     def __init__(self, index: FaceIndex, config: Config | None = None, detector: FaceDetector | None = None, embedder: FaceEmbedder | None = None):
         self.config = config or Config()
+        limit_blas_threads(self.config.blas_threads)
         self.index = index
         self.detector = detector or FaceDetector(self.config)
         self.embedder = embedder or create_embedder(self.config)

@@ -20,7 +20,7 @@ from typing import Protocol, TypeVar
 
 from rvs.config import Config
 from rvs.fileio import folder_swap
-from rvs.video.results import VideoInfo
+from rvs.video.info import VideoInfo
 
 log = logging.getLogger(__name__)
 

@@ -46,8 +46,9 @@ from rvs.imageio import ImageLike, load_image
 from rvs.progress import Progress, scaled_progress
 from rvs.video import cache
 from rvs.video.cache import CACHE_VERSION, StageTimer, cache_meta, info_from_meta, write_json
+from rvs.video.info import VideoInfo
 from rvs.video.reader import FrameStream, SharedSetting, check_video_path
-from rvs.video.results import FaceBox, FrameHit, VideoInfo, VideoResult, group_segments
+from rvs.video.results import FaceBox, FrameHit, VideoResult, group_segments
 
 log = logging.getLogger(__name__)
 

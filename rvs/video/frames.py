@@ -73,8 +73,9 @@ from rvs.video import cache
 from rvs.video import decode as video_decode
 from rvs.video.cache import CACHE_VERSION, StageTimer, cache_meta, info_from_meta, write_json
 from rvs.video.decode import downscale
+from rvs.video.info import VideoInfo
 from rvs.video.reader import FrameStream, check_video_path
-from rvs.video.results import FrameHit, Moment, Segment, VideoInfo, VideoResult, group_segments
+from rvs.video.results import FrameHit, Moment, Segment, VideoResult, group_segments
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from rvs.errors import BadInputError
 from rvs.progress import Progress
 from rvs.video import decode as video_decode
 from rvs.video.decode import downscale
-from rvs.video.results import VideoInfo
+from rvs.video.info import VideoInfo
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""What a video search answers: matching frames and their faces, segments, moments, the video's
-facts, and the `VideoResult` that holds them (JSON-ready with `to_dict`).
+"""What a video search answers: matching frames and their faces, segments, moments, and the
+`VideoResult` that holds them with the video's facts (JSON-ready with `to_dict`).
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from rvs.video.info import VideoInfo
 
 
 def _r(x: float | None, nd: int = 4) -> float | None:
@@ -151,23 +153,6 @@ class Moment:
         if self.hit is not None and self.hit.inliers is not None:
             d.update(inliers=self.hit.inliers, flipped=self.hit.flipped)
         return d
-
-
-@dataclass
-class VideoInfo:
-    """What the container says (frame_count, fps) and what decoding found (decoded_frames)."""
-
-    path: str
-    fps: float
-    width: int
-    height: int
-    frame_count: int  # from the header; 0 when unknown
-    decoded_frames: int = 0
-
-    @property
-    def duration(self) -> float:
-        n = self.decoded_frames or self.frame_count
-        return n / self.fps if self.fps > 0 else 0.0
 
 
 @dataclass
