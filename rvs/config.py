@@ -247,7 +247,7 @@ class Config:
             if env is None:
                 continue
             cur = getattr(cfg, f.name)
-            if cur is None and f.name in ("match_threshold", "video_face_threshold", "name_threshold"):
+            if cur is None and "float" in str(f.type):  # an optional number (None = its default rule)
                 val = float(env)
             elif isinstance(cur, bool):
                 val = env.lower() in ("1", "true", "yes")

@@ -328,8 +328,6 @@ def model_embeddings(cache: CropCache, rel_paths: Sequence[str], model: str | No
     """Unit embeddings of the main face of each LFW image with a registered model (default
     `config.model`): FaceNet on the margin crops, SFace on the five-point aligned crops, the fused
     model from those two (both cached per model and crop settings, so each is computed once)."""
-    import dataclasses
-
     from rvs.faces.embedders import get_spec
     from rvs.faces.embedders.fused import combine
 
@@ -353,7 +351,7 @@ def model_embeddings(cache: CropCache, rel_paths: Sequence[str], model: str | No
         return facenet()
     if model == "sface":
         return sface()
-    return combine(facenet(), sface(), dataclasses.replace(config).fused_sface_weight)
+    return combine(facenet(), sface(), config.fused_sface_weight)
 
 
 def default_embedder(config: Config, weights: str | None = None) -> tuple[EmbedFn, str]:
