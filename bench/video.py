@@ -192,15 +192,14 @@ def main() -> None:
 
     # --- rvs, face mode (models loaded first: the app loads them once per process)
     if not args.no_face:
-        from rvs.video.faces import get_detector, get_embedder, torch_threads, video_detect_config
+        from rvs.video.faces import face_models, torch_threads
 
         base = Config()
         t = time.perf_counter()
         with torch_threads(base.video_torch_threads):
-            get_embedder(base)
-            det = get_detector(video_detect_config(base))
+            models = face_models(base)  # the app passes its engine's models the same way
             frame = read_frame(args.video, args.face_time)
-            face = det.detect_one(frame)[0]
+            face = models.frame_detector.detect([np.asarray(frame)])[0][0]
         out["face_model_load_seconds"] = round(time.perf_counter() - t, 2)
         x1, y1, x2, y2 = face.box
         m = 0.4 * (x2 - x1)
@@ -209,10 +208,10 @@ def main() -> None:
         for _ in range(max(1, args.repeat - 1)):
             cfg = dataclasses.replace(base, cache_dir=Path(tmp.name) / f"cache-{len(cache_dirs)}")
             cache_dirs.append(cfg.cache_dir)
-            fr, s, _ = timed(search_video_faces, fq, args.video, cfg)
+            fr, s, _ = timed(search_video_faces, fq, args.video, cfg, None, models)
             assert not fr.cached
             runs.append(s)
-        fr2, s2, _ = timed(search_video_faces, fq, args.video, cfg)
+        fr2, s2, _ = timed(search_video_faces, fq, args.video, cfg, None, models)
         face_s = statistics.median(runs)
         out.update(
             face_mode_seconds=round(face_s, 2),

@@ -1,6 +1,7 @@
 """Test videos with known shots and times, for frame-search quality (bench/video_quality.py, tests).
 
-A video is a list of shots, written with PyAV (H.264, yuv420p, constant frame rate):
+A video is a list of shots, written with PyAV (H.264, yuv420p; constant frame rate unless
+`durations` says otherwise):
 
 - `clip(frames, name)`: frames of a real video (e.g. a range of `arcade_faces.mp4`), resized.
 - `pan(photo, start, end, n, name)`: a Ken Burns shot over a still photo: the 16:9 window moves
@@ -8,14 +9,21 @@ A video is a list of shots, written with PyAV (H.264, yuv420p, constant frame ra
   width/height/width), so every frame differs from its neighbours, as in real footage. A still
   shot (every frame identical) would make "the right moment" ambiguous.
 
-`write_video` returns each shot's first and last frame index, so a frame's true time and shot are
-known: frame i is at i / fps seconds.
+`write_video` returns each shot's first and last frame index and its frames' presentation times
+(what a player shows), so a frame's true time and shot are known. Two real-world timings:
+
+- `start_s`: the video stream starts after the audio stream (AAC from 0 s; the MP4 muxer writes
+  an edit list), as audio priming or an edit does to news clips and phone videos: frame i shows
+  at start_s + its offset, not at i / fps.
+- `durations`: per-frame display times (seconds), e.g. `vfr_durations`: a variable frame rate,
+  as phones record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -36,9 +44,14 @@ class PlacedShot:
     shot: Shot
     first: int  # frame index in the written video
     last: int
+    times: list[float] | None = None  # presentation time of each of its frames (player's clock)
 
     def contains(self, frame: int) -> bool:
         return self.first <= frame <= self.last
+
+    def time_of(self, frame: int, fps: float) -> float:
+        """Player time of a frame of the video (by index)."""
+        return self.times[frame - self.first] if self.times is not None else frame / fps
 
 
 def clip(frames: Sequence[np.ndarray], name: str) -> Shot:
@@ -72,22 +85,78 @@ def pan(photo: np.ndarray, start: tuple[float, float, float], end: tuple[float, 
     return Shot(name, n, render)
 
 
-def write_video(path: Path, shots: Sequence[Shot], size: Size = (640, 360), fps: int = 25, crf: int = 23) -> list[PlacedShot]:
-    """Encode the shots one after another (H.264, yuv420p) into `path`; returns where each landed."""
+def vfr_durations(n: int, fps: float, seed: int = 0) -> list[float]:
+    """Display times of n frames at a variable rate: runs of 3-12 frames at 1x or 2x the nominal
+    frame duration (frame durations varying 2x, as a phone slows down in low light)."""
+    rng = np.random.default_rng(seed)
+    out: list[float] = []
+    while len(out) < n:
+        out += [(1.0 if rng.random() < 0.5 else 2.0) / fps] * int(rng.integers(3, 13))
+    return out[:n]
+
+
+TIME_BASE = 1000  # ms timestamps: exact for 25 fps and the durations above
+
+
+AUDIO_RATE = 48000
+
+
+def _write_audio(out, a, seconds: float) -> None:
+    """A quiet 440 Hz AAC track from 0 s (what makes a late video stream late) into stream `a`."""
     import av
 
+    rate = AUDIO_RATE
+    n = int(seconds * rate)
+    for s0 in range(0, n, 1024):
+        k = min(1024, n - s0)
+        tone = (0.05 * np.sin(2 * np.pi * 440 * np.arange(s0, s0 + k) / rate)).astype(np.float32)[None]
+        frame = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = rate, s0, Fraction(1, rate)
+        for packet in a.encode(frame):
+            out.mux(packet)
+    for packet in a.encode():
+        out.mux(packet)
+
+
+def write_video(
+    path: Path,
+    shots: Sequence[Shot],
+    size: Size = (640, 360),
+    fps: int = 25,
+    crf: int = 23,
+    start_s: float = 0.0,
+    durations: Sequence[float] | None = None,
+) -> list[PlacedShot]:
+    """Encode the shots one after another (H.264, yuv420p) into `path`; returns where each landed,
+    with its frames' player times. start_s > 0 adds an audio track from 0 s and starts the video
+    at start_s; durations: per-frame display times (default 1 / fps each)."""
+    import av
+
+    total = sum(s.n for s in shots)
+    durations = list(durations) if durations is not None else [1.0 / fps] * total
+    if len(durations) < total:
+        raise ValueError(f"{len(durations)} durations for {total} frames")
     placed: list[PlacedShot] = []
-    i = 0
+    i, t = 0, start_s
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "veryfast"})
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.codec_context.time_base = Fraction(1, TIME_BASE)
+        if start_s > 0:  # every stream is added before the first packet is muxed
+            audio = out.add_stream("aac", rate=AUDIO_RATE)
+            audio.layout = "mono"
+            _write_audio(out, audio, start_s + sum(durations[:total]))
         for shot in shots:
-            placed.append(PlacedShot(shot, i, i + shot.n - 1))
+            times: list[float] = []
             for k in range(shot.n):
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(shot.render(k, size)), format="rgb24")
+                frame.pts, frame.time_base = round(t * TIME_BASE), Fraction(1, TIME_BASE)
+                times.append(round(t * TIME_BASE) / TIME_BASE)
                 for packet in stream.encode(frame):
                     out.mux(packet)
+                t += durations[i]
                 i += 1
+            placed.append(PlacedShot(shot, i - shot.n, i - 1, times))
         for packet in stream.encode():
             out.mux(packet)
     return placed

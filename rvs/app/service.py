@@ -300,7 +300,10 @@ class Service:
                 private = Path(self.config.cache_dir) / "requests" / uuid.uuid4().hex
                 cfg = dataclasses.replace(self.config, video_cache_dir=private)
             try:
-                res = fn(qimg, path, cfg, progress)
+                if mode == "face":
+                    res = V.search_video_faces(qimg, path, cfg, progress, self._video_face_models())
+                else:
+                    res = fn(qimg, path, cfg, progress)
             finally:
                 if private is not None:
                     shutil.rmtree(private, ignore_errors=True)
@@ -308,6 +311,16 @@ class Service:
             # Messages name the file; say the user's file name, not the server's temporary path.
             raise type(e)(str(e).replace(str(path), label)) from None
         return video_answer(res, path, read_frames)
+
+    def _video_face_models(self):
+        """Face mode's models: the search engine's detector and embedder when the gallery's model
+        is the configured one (loaded once per process either way)."""
+        from rvs.video.faces import face_models
+
+        e = self.engine
+        if e is not None and getattr(e.embedder, "model_id", None) and e.config.model == self.config.model:
+            return face_models(self.config, e.detector, e.embedder)
+        return face_models(self.config)
 
     def _check_video_limits(self, info: Any, label: str) -> None:
         c = self.config

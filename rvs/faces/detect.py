@@ -56,7 +56,8 @@ class Face:
     box: (x1, y1, x2, y2) in pixels of the original image.
     landmarks: 5x2 (x, y): left eye, right eye, nose, left mouth corner, right mouth corner.
     prob: MTCNN face probability in [0, 1].
-    crop: face_size x face_size x 3 uint8 RGB, the box plus margin resized (FaceNet's input).
+    crop: face_size x face_size x 3 uint8 RGB, the box plus margin resized (FaceNet's input);
+    None from detectors whose boxes are not MTCNN's (rvs.faces.yunet).
     aligned: 112 x 112 x 3 uint8 RGB, the landmarks on the ArcFace template (SFace's input;
     rvs.faces.warp), cut when the configured model reads it, else None.
     """
@@ -64,7 +65,7 @@ class Face:
     box: np.ndarray
     landmarks: np.ndarray
     prob: float
-    crop: np.ndarray
+    crop: np.ndarray | None
     aligned: np.ndarray | None = None
 
     @property

@@ -13,12 +13,13 @@ Public API (what the app and the CLI call):
 
 Both searches return a `VideoResult`: matching time segments (best first), a per-sample
 (time, score) curve for a similarity-over-time plot, and timings. `progress` is an optional
-`callable(fraction, description)`. Times are frame index / fps: exact for constant frame rate
-video, approximate for variable frame rate (phone recordings).
+`callable(fraction, description)`. Times are presentation times, seconds on a player's clock
+(rvs.video.info): right for late-starting video streams and variable frame rate.
 
-The package, stage by stage: `reader` (check, probe, stream and read frames; `decode` is its
-PyAV fast path), `cache` (one feature cache for both modes), `frames` and `faces` (the two
-modes), `results` (what they answer). This module is the entry point.
+The package, stage by stage: `info` (a video's facts), `reader` (check, probe, stream and read
+frames; `decode` is its PyAV path), `cache` (one feature cache for both modes), `frames` and
+`faces` (the two modes; `tracks` links faces into tracks), `results` (what they answer),
+`library` (many videos indexed once, searched like a gallery). This module is the entry point.
 """
 
 from __future__ import annotations
@@ -47,10 +48,12 @@ def search_video_frames(
 
 
 def search_video_faces(
-    query_image: ImageLike, video_path: str | os.PathLike, config: Config | None = None, progress: Progress | None = None
+    query_image: ImageLike, video_path: str | os.PathLike, config: Config | None = None, progress: Progress | None = None, models=None
 ) -> VideoResult:
     """Face mode: the segments of the video where the person of `query_image` (its largest face)
-    appears, with their face boxes. See `rvs.video.faces`."""
+    appears, with their face boxes. `models`: a `rvs.video.faces.VideoFaceModels` to use (e.g.
+    the app's search engine's detector and embedder), else loaded once per process. See
+    `rvs.video.faces`."""
     from rvs.video.faces import search_faces
 
-    return search_faces(query_image, video_path, config or Config(), progress)
+    return search_faces(query_image, video_path, config or Config(), progress, models)

@@ -24,7 +24,7 @@ from rvs.video.info import VideoInfo
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when a cached file's layout or meaning changes
+CACHE_VERSION = 2  # bump when a cached file's layout or meaning changes (2: player times stored per sample)
 
 _KEY_MEMO: dict[tuple, str] = {}
 
@@ -104,6 +104,8 @@ def cache_meta(kind: str, version: int, params: dict, sample_fps: float, info: V
             "height": info.height,
             "frame_count": info.frame_count,
             "decoded_frames": info.decoded_frames,
+            "start": info.start,
+            "end": info.end,
         },
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "rvs_version": __version__,
@@ -148,7 +150,7 @@ class StageTimer:
 def info_from_meta(meta: dict) -> VideoInfo:
     """The video's facts as a cache entry's meta.json recorded them (see `cache_meta`)."""
     v = meta["video"]
-    return VideoInfo(v["path"], v["fps"], v["width"], v["height"], v["frame_count"], v["decoded_frames"])
+    return VideoInfo(v["path"], v["fps"], v["width"], v["height"], v["frame_count"], v["decoded_frames"], float(v["start"]), float(v["end"]))
 
 
 class Cached(Protocol):

@@ -1,25 +1,23 @@
 """Face mode: find the segments of a video where the person in the query image appears.
 
-Frames are sampled at `video_face_fps` (default 2 a second: people rarely appear for less than
-half a second, and detection is the expensive part), faces are detected with MTCNN in batches of
-`video_face_batch` frames and embedded with the InceptionResnetV1 embedder. The query's largest
-face is embedded the same way; a video face matches when the Euclidean distance between the unit
-embeddings is <= `Config.video_face_threshold` (1.0: on LFW pairs.txt 1 false match in 3,000
-different-person pairs, 92% of same-person pairs kept; a video compares thousands of faces, so the
-accuracy-optimal 1.15 would count other people, profiles especially, as the query). Scores are cosine
-similarities, 1 - distance^2 / 2, in [-1, 1]; the curve is the best face's similarity per sample
-(NaN where a frame has no face).
+Frames are sampled at `video_face_fps` on the player's clock (default 2 a second: people rarely
+appear for less than half a second), decoded shrunk to `video_face_max_side` pixels, and their
+faces detected (YuNet for models reading aligned faces, else MTCNN: `Config.video_detector`),
+linked into face tracks and embedded once per track chunk with the gallery's embedder
+(rvs.video.tracks). The query's largest face is embedded the same way; a video face matches when
+the Euclidean distance between its chunk's nearest vector and the query is <= the video
+threshold (`Config.video_face_threshold`, by default the model's `EmbedderSpec.video_threshold`:
+a video compares thousands of faces, so the 1:1 accuracy-optimal distance would count other
+people as the query). Scores are cosine similarities, 1 - distance^2 / 2; the curve is the best
+face's similarity per sample (NaN where a frame has no face).
 
-Video frames are detected at `video_face_max_side` pixels (the query at `detect_max_side`) with
-`video_min_face_size`: MTCNN's cost grows with the pixels scanned and the pyramid depth, and faces
-smaller than ~50 px in a 1080p frame give unreliable embeddings anyway. Torch runs with
-`video_torch_threads` (1) threads meanwhile, leaving the other core to the decode thread.
+Torch runs with `video_torch_threads` (1) threads meanwhile, leaving the other core to the
+decode thread.
 
-The detected faces (frame, box, probability, embedding) are cached per video content hash, sampling
-rate and embedding recipe (rvs.faces.recipe: weights, centre, precision, detector, crop geometry,
-detection thresholds), so asking about another person in the same video
-costs one query embedding: `meta.json` + `faces.npz` (frames int32[S], face_sample int32[F],
-boxes float32[F, 4], probs float32[F], embeddings float32[F, model size]), no pickle.
+The tracks (rvs.video.tracks.FaceTracks: faces, their tracks and chunks, the embedded vectors)
+are cached per video content hash, sampling rate, detector, tracker settings and embedding
+recipe, so asking about another person in the same video costs one query embedding:
+`meta.json` + `tracks.npz`, no pickle. The video library (rvs.video.library) stores the same.
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,53 +36,105 @@ import torch
 from PIL import Image
 
 from rvs.config import Config
-from rvs.errors import NoQueryFaceError
-from rvs.faces.detect import FaceDetector
-from rvs.faces.embedders import FaceEmbedder, create_embedder, embed_faces, video_threshold
+from rvs.errors import BadInputError, NoQueryFaceError, WeightsError
+from rvs.faces.detect import Face, FaceDetector
+from rvs.faces.embedders import FaceEmbedder, create_embedder, embed_faces, get_spec, video_threshold
 from rvs.faces.recipe import detection_settings, embedder_precision, embedder_settings, embedding_recipe, recipe_digest
 from rvs.imageio import ImageLike, load_image
 from rvs.progress import Progress, scaled_progress
 from rvs.video import cache
 from rvs.video.cache import CACHE_VERSION, StageTimer, cache_meta, info_from_meta, write_json
 from rvs.video.info import VideoInfo
-from rvs.video.reader import FrameStream, SharedSetting, check_video_path
+from rvs.video.reader import FrameStream, SharedSetting, check_video_path, use_yuv
 from rvs.video.results import FaceBox, FrameHit, VideoResult, group_segments
+from rvs.video.tracks import FaceTracks, Tracker
 
 log = logging.getLogger(__name__)
 
 KIND = "faces"
+DETECTORS = ("auto", "yunet", "mtcnn")
 
-# Models are loaded once per process (the app calls the search many times): detectors per
-# device and detection settings of the embedding recipe (rvs.faces.recipe: detector, crop geometry,
-# thresholds), embedders per device, weights cache and embedder settings (weights, centring,
-# precision).
-_DETECTORS: dict[tuple, FaceDetector] = {}
-_EMBEDDERS: dict[tuple, FaceEmbedder] = {}
+
+def video_detect_config(config: Config) -> Config:
+    """The detection settings used on video frames (see the module docstring)."""
+    return dataclasses.replace(config, detect_max_side=config.video_face_max_side, min_face_size=config.video_min_face_size)
+
+
+class FrameDetector:
+    """Faces in video frames (RGB arrays, any size): YuNet or MTCNN behind one call."""
+
+    def __init__(self, config: Config):
+        if config.video_detector not in DETECTORS:
+            raise BadInputError(f"unknown video face detector {config.video_detector!r} (expected one of {', '.join(DETECTORS)})")
+        self.config = vc = video_detect_config(config)
+        self.yunet = None
+        wants_yunet = config.video_detector == "yunet" or (config.video_detector == "auto" and get_spec(config.model).inputs == ("aligned",))
+        if wants_yunet:
+            from rvs.faces.yunet import YuNetDetector
+
+            try:
+                self.yunet = YuNetDetector(config, min_face_size=config.video_min_face_size)
+            except WeightsError as e:
+                if config.video_detector == "yunet":
+                    raise
+                log.warning("%s; video faces are detected with MTCNN (slower)", e)
+        self.mtcnn = FaceDetector(vc) if self.yunet is None else None
+        self.name = "yunet-2023mar" if self.yunet is not None else "mtcnn"
+        self.side = config.video_yunet_side
+
+    def settings(self) -> dict:
+        """What decides the faces found (part of the cache key and a library's recipe)."""
+        if self.yunet is not None:
+            from rvs.faces import yunet
+
+            return {"detector": self.name, "score": yunet.SCORE_THRESHOLD, "nms": yunet.NMS_THRESHOLD, "min_face_size": self.config.min_face_size, "side": self.side}
+        return detection_settings(self.config)
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
+        if self.yunet is not None:
+            return [self.yunet.detect_array(f, self.side) for f in frames]
+        return self.mtcnn.detect([Image.fromarray(f) for f in frames])
+
+
+@dataclasses.dataclass
+class VideoFaceModels:
+    """What face mode runs: the query's detector (the photo settings), the frames' detector and
+    the embedder. The app passes its search engine's detector and embedder, so a process loads
+    each model once."""
+
+    query_detector: FaceDetector
+    frame_detector: FrameDetector
+    embedder: FaceEmbedder
+
+
+# Models are loaded once per process for callers that do not pass their own (the CLI, benches).
+_MODELS: dict[tuple, object] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def _detector_memo_key(c: Config) -> tuple:
-    return (c.device, recipe_digest(detection_settings(c)), c.detect_batch_size)
-
-
-def _embedder_memo_key(c: Config) -> tuple:
-    return (c.device, str(c.cache_dir), recipe_digest(embedder_settings(c)), c.embed_batch_size)
-
-
-def get_detector(config: Config) -> FaceDetector:
-    key = _detector_memo_key(config)
+def _memo(key: tuple, make):
     with _MODELS_LOCK:
-        if key not in _DETECTORS:
-            _DETECTORS[key] = FaceDetector(config)
-        return _DETECTORS[key]
+        if key not in _MODELS:
+            _MODELS[key] = make()
+        return _MODELS[key]
 
 
-def get_embedder(config: Config) -> FaceEmbedder:
-    key = _embedder_memo_key(config)
-    with _MODELS_LOCK:
-        if key not in _EMBEDDERS:
-            _EMBEDDERS[key] = create_embedder(config)
-        return _EMBEDDERS[key]
+def model_keys(c: Config) -> dict[str, tuple]:
+    """The settings each of face mode's models depends on (its per-process memo key)."""
+    return {
+        "query": (c.device, recipe_digest(detection_settings(c)), c.detect_batch_size, c.model),
+        "embedder": (c.device, str(c.cache_dir), recipe_digest(embedder_settings(c)), c.embed_batch_size),
+        "frames": (c.device, c.video_detector, c.model, str(c.yunet_weights), c.video_yunet_side, recipe_digest(detection_settings(video_detect_config(c)))),
+    }
+
+
+def face_models(config: Config, detector: FaceDetector | None = None, embedder: FaceEmbedder | None = None) -> VideoFaceModels:
+    """Face mode's models: `detector` / `embedder` when given (the app's engine), else loaded once
+    per process and settings."""
+    c, keys = config, model_keys(config)
+    det = detector or _memo(("query", *keys["query"]), lambda: FaceDetector(c))
+    emb = embedder or _memo(("embedder", *keys["embedder"]), lambda: create_embedder(c))
+    return VideoFaceModels(det, _memo(("frames", *keys["frames"]), lambda: FrameDetector(c)), emb)
 
 
 _TORCH_THREADS = SharedSetting(torch.get_num_threads, torch.set_num_threads)
@@ -101,171 +151,174 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
 
 
-def video_detect_config(config: Config) -> Config:
-    """The detection settings used on video frames (see the module docstring)."""
-    return dataclasses.replace(config, detect_max_side=config.video_face_max_side, min_face_size=config.video_min_face_size)
-
-
 @dataclasses.dataclass
-class FaceTrack:
-    """The cached faces of one video's sampled frames."""
+class VideoFaces:
+    """The cached face tracks of one video."""
 
     info: VideoInfo
     sample_fps: float
-    frames: np.ndarray  # int32 [S] frame index of each sample
-    face_sample: np.ndarray  # int32 [F] which sample each face is in
-    boxes: np.ndarray  # float32 [F, 4]
-    probs: np.ndarray  # float32 [F]
-    embeddings: np.ndarray  # float32 [F, dim], unit rows (the model's size)
+    tracks: FaceTracks
 
 
-def _params(config: Config, embedder: FaceEmbedder) -> dict:
-    """The cache entry's key: sampling, and the embedding recipe of the video's faces (detected
-    with the video detection settings, embedded by `embedder`)."""
+def _params(config: Config, models: VideoFaceModels) -> dict:
+    """The cache entry's key: sampling, frame detector, tracker and embedding recipe."""
+    c = config
     return {
-        "sample_fps": config.video_face_fps,
-        "recipe": embedding_recipe(video_detect_config(config), embedder.model_id, embedder_precision(embedder)),
+        "sample_fps": c.video_face_fps,
+        "max_side": c.video_face_max_side,
+        "detector": models.frame_detector.settings(),
+        "tracks": {"iou": c.video_track_iou, "gap_s": c.video_track_gap_s, "chunk_s": c.video_track_chunk_s},
+        "recipe": embedding_recipe(video_detect_config(c), models.embedder.model_id, embedder_precision(models.embedder)),
     }
 
 
-def _parse_entry(entry: Path, meta: dict) -> FaceTrack:
-    """A faces entry's faces; ValueError when its arrays disagree (see `rvs.video.cache.read_entry`)."""
-    with np.load(entry / "faces.npz", allow_pickle=False) as z:
-        frames, fs, boxes, probs, emb = (z[k] for k in ("frames", "face_sample", "boxes", "probs", "embeddings"))
-    n_faces = len(fs)
-    if len(frames) != meta["n_samples"] or not (len(boxes) == len(probs) == len(emb) == n_faces == meta["n_faces"]):
-        raise ValueError("arrays of inconsistent length")
-    if n_faces and (emb.ndim != 2 or emb.shape[1] < 2 or fs.min() < 0 or fs.max() >= len(frames)):
-        raise ValueError("bad embedding shape or face index")
-    return FaceTrack(info_from_meta(meta), meta["sample_fps"], frames, fs, boxes.reshape(-1, 4), probs, emb.reshape(n_faces, -1) if n_faces else np.zeros((0, 2), np.float32))
+def _parse_entry(entry: Path, meta: dict) -> VideoFaces:
+    """A faces entry's tracks; ValueError when its arrays disagree (see `rvs.video.cache.read_entry`)."""
+    with np.load(entry / "tracks.npz", allow_pickle=False) as z:
+        tracks = FaceTracks.from_arrays(z)
+    if len(tracks.sample_times) != meta["n_samples"] or len(tracks.face_sample) != meta["n_faces"]:
+        raise ValueError("arrays disagree with meta.json")
+    return VideoFaces(info_from_meta(meta), meta["sample_fps"], tracks)
 
 
-def _extract(path: Path, config: Config, embedder: FaceEmbedder, out_dir: Path, progress: Progress | None) -> None:
-    """Decode sampled frames, detect and embed their faces, write them into `out_dir`."""
-    detector = get_detector(video_detect_config(config))
-    bs = max(1, config.video_face_batch)
+def _scaled(face: Face, s: float) -> Face:
+    if s == 1.0:
+        return face
+    return dataclasses.replace(face, box=np.asarray(face.box, np.float32) * s, landmarks=np.asarray(face.landmarks, np.float32) * s)
+
+
+def find_tracks(path: Path, config: Config, models: VideoFaceModels, progress: Progress | None = None) -> tuple[FaceTracks, VideoInfo, float]:
+    """Decode sampled frames, detect, track and embed their faces: (tracks, video facts, samples
+    per second). Boxes are in full-frame pixels."""
+    # MTCNN runs batches of frames; YuNet one frame at a time, as each arrives from the decode thread.
+    bs = max(1, config.video_face_batch) if models.frame_detector.yunet is None else 1
     stream = FrameStream(
-        path, config.video_face_fps, lambda bgr: cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), progress, "finding faces", queue_size=bs
+        path, config.video_face_fps, lambda bgr: cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), progress, "finding faces",
+        queue_size=max(bs, 4), max_side=config.video_face_max_side, yuv_decode=use_yuv(config), sparse=True,
     )
-    frames: list[int] = []
-    face_sample: list[int] = []
-    boxes: list[np.ndarray] = []
-    probs: list[float] = []
-    embs: list[np.ndarray] = []
-    batch: list[tuple[int, np.ndarray]] = []
+    embedder = models.embedder
+    tracker = Tracker(config, lambda faces: embed_faces(embedder, faces), get_spec(config.model).match_threshold)
+    batch: list[tuple[int, float, np.ndarray]] = []
 
     def flush() -> None:
-        found = detector.detect([Image.fromarray(rgb) for _, rgb in batch])
-        kept = []
-        for (i, _), faces in zip(batch, found):
-            frames.append(i)
-            for f in faces:
-                face_sample.append(len(frames) - 1)
-                boxes.append(np.asarray(f.box, np.float32))
-                probs.append(float(f.prob))
-                kept.append(f)
-        if kept:
-            embs.append(embed_faces(embedder, kept))
+        found = models.frame_detector.detect([rgb for _, _, rgb in batch])
+        for (i, t, _), faces in zip(batch, found):
+            tracker.add(t, i, [_scaled(f, stream.scale) for f in faces])
         batch.clear()
 
-    for i, rgb in stream:
-        batch.append((i, rgb))
+    for item in stream:
+        batch.append(item)
         if len(batch) >= bs:
             flush()
     if batch:
         flush()
-    info = stream.info
-    np.savez(
-        out_dir / "faces.npz",
-        frames=np.asarray(frames, np.int32),
-        face_sample=np.asarray(face_sample, np.int32),
-        boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
-        probs=np.asarray(probs, np.float32),
-        embeddings=np.concatenate(embs).astype(np.float32) if embs else np.zeros((0, embedder.spec.dim), np.float32),
-    )
+    return tracker.finish(embedder.spec.dim), stream.info, stream.sample_fps
+
+
+def _extract(path: Path, config: Config, models: VideoFaceModels, out_dir: Path, progress: Progress | None) -> None:
+    tracks, info, sample_fps = find_tracks(path, config, models, progress)
+    np.savez(out_dir / "tracks.npz", **tracks.arrays())
     write_json(
         out_dir / "meta.json",
-        cache_meta(KIND, CACHE_VERSION, _params(config, embedder), stream.sample_fps, info, path, n_samples=len(frames), n_faces=len(face_sample)),
+        cache_meta(
+            KIND, CACHE_VERSION, _params(config, models), sample_fps, info, path,
+            n_samples=len(tracks.sample_times), n_faces=len(tracks.face_sample), n_tracks=tracks.n_tracks, n_vectors=len(tracks.vec_face),
+        ),
     )
 
 
 def load_or_extract(
-    path: Path, config: Config, embedder: FaceEmbedder, progress: Progress | None = None, timer: StageTimer | None = None
-) -> tuple[FaceTrack, bool]:
-    """The video's faces from the cache, else found now (and cached). Returns (faces, from_cache)."""
+    path: Path, config: Config, models: VideoFaceModels, progress: Progress | None = None, timer: StageTimer | None = None
+) -> tuple[VideoFaces, bool]:
+    """The video's face tracks from the cache, else found now (and cached). Returns (faces, from_cache)."""
     return cache.load_or_extract(
-        path, config, KIND, _params(config, embedder), _parse_entry, lambda d: _extract(path, config, embedder, d, progress), timer
+        path, config, KIND, _params(config, models), _parse_entry, lambda d: _extract(path, config, models, d, progress), timer
     )
 
 
-def query_embedding(query_image: ImageLike, config: Config, embedder: FaceEmbedder) -> tuple[np.ndarray, np.ndarray]:
+def query_embedding(query_image: ImageLike, config: Config, models: VideoFaceModels) -> tuple[np.ndarray, np.ndarray]:
     """(embedding, box) of the largest face in the query image; NoQueryFaceError if there is none."""
     img = load_image(query_image, config.max_pixels)
-    faces = get_detector(config).detect_one(img)
+    faces = models.query_detector.detect_one(img)
     if not faces:
         label = str(query_image) if isinstance(query_image, (str, os.PathLike)) else "query image"
         raise NoQueryFaceError(
             f"{label}: no face found in the query image (face mode looks for a person; use frame mode to find the image itself)"
         )
     face = faces[0]  # detect() sorts largest first
-    return embed_faces(embedder, [face])[0], face.box
+    return embed_faces(models.embedder, [face])[0], face.box
 
 
-def search_faces(query_image: ImageLike, video_path: str | os.PathLike, config: Config, progress: Progress | None = None) -> VideoResult:
+def chunk_distances(tracks: FaceTracks, q: np.ndarray) -> np.ndarray:
+    """Per track chunk, the distance from `q` to its nearest vector (inf for a chunk without one)."""
+    n = int(tracks.face_chunk.max()) + 1 if len(tracks.face_chunk) else 0
+    best = np.full(n, np.inf, np.float32)
+    if len(tracks.vectors):
+        np.minimum.at(best, tracks.vec_chunk, np.linalg.norm(tracks.vectors - q[None], axis=1).astype(np.float32))
+    return best
+
+
+def search_faces(
+    query_image: ImageLike, video_path: str | os.PathLike, config: Config, progress: Progress | None = None, models: VideoFaceModels | None = None
+) -> VideoResult:
     """See `rvs.video.api.search_video_faces`."""
     with torch_threads(config.video_torch_threads):
-        return _search_faces(query_image, video_path, config, progress)
+        return _search_faces(query_image, video_path, config, progress, models)
 
 
-def _search_faces(query_image: ImageLike, video_path: str | os.PathLike, config: Config, progress: Progress | None) -> VideoResult:
+def _search_faces(
+    query_image: ImageLike, video_path: str | os.PathLike, config: Config, progress: Progress | None, models: VideoFaceModels | None
+) -> VideoResult:
     timer = StageTimer()
     with timer.stage("models_s"):
-        embedder = get_embedder(config)
+        models = models or face_models(config)
     with timer.stage("query_features_s"):
-        q, q_box = query_embedding(query_image, config, embedder)  # bad query fails before decoding
+        q, q_box = query_embedding(query_image, config, models)  # bad query fails before decoding
     path = check_video_path(video_path)
-    track, cached = load_or_extract(path, config, embedder, scaled_progress(progress, 0.0, 0.97), timer)
+    found, cached = load_or_extract(path, config, models, scaled_progress(progress, 0.0, 0.97), timer)
     if progress:
         progress(0.97, "matching faces")
+    tracks = found.tracks
+    threshold = video_threshold(config)
     with timer.stage("match_s"):
-        dist = np.linalg.norm(track.embeddings - q[None], axis=1) if len(track.embeddings) else np.zeros(0, np.float32)
+        dist = chunk_distances(tracks, q)[tracks.face_chunk] if len(tracks.face_chunk) else np.zeros(0, np.float32)
         sim = 1.0 - dist**2 / 2.0
-        n = len(track.frames)
+        n = len(tracks.sample_times)
         best = np.full(n, np.nan, np.float32)  # best similarity per sample (NaN: no face)
         best_face = np.full(n, -1, np.int64)
         for k in np.argsort(-sim, kind="stable"):  # best first, so the first seen per sample wins
-            s = track.face_sample[k]
-            if best_face[s] < 0:
+            s = tracks.face_sample[k]
+            if best_face[s] < 0 and np.isfinite(sim[k]):
                 best_face[s], best[s] = k, sim[k]
-        times = track.frames / track.info.fps
+        times = tracks.sample_times
 
         def face_box(k: int) -> FaceBox:
-            return FaceBox(tuple(float(v) for v in track.boxes[k]), float(track.probs[k]), float(dist[k]), float(sim[k]))
+            return FaceBox(tuple(float(v) for v in tracks.boxes[k]), float(tracks.probs[k]), float(dist[k]), float(sim[k]))
 
         hits = []
-        matching = dist <= video_threshold(config)
-        for s in np.unique(track.face_sample[matching]):
-            ks = np.flatnonzero(matching & (track.face_sample == s))
+        matching = dist <= threshold
+        for s in np.unique(tracks.face_sample[matching]):
+            ks = np.flatnonzero(matching & (tracks.face_sample == s))
             ks = ks[np.argsort(dist[ks])]
             hits.append(
-                FrameHit(frame=int(track.frames[s]), time=float(times[s]), score=float(best[s]), rank=float(best[s]), faces=[face_box(k) for k in ks])
+                FrameHit(frame=int(tracks.sample_frames[s]), time=float(times[s]), score=float(best[s]), rank=float(best[s]), faces=[face_box(k) for k in ks])
             )
         segments = group_segments(hits, config.video_segment_gap)
         closest = None
         if np.isfinite(best).any():
             s = int(np.nanargmax(best))
             k = int(best_face[s])
-            closest = FrameHit(int(track.frames[s]), float(times[s]), float(best[s]), float(best[s]), faces=[face_box(k)])
+            closest = FrameHit(int(tracks.sample_frames[s]), float(times[s]), float(best[s]), float(best[s]), faces=[face_box(k)])
     if progress:
         progress(1.0, "done")
     return VideoResult.of(
         "face",
         path,
-        track.info,
-        track.sample_fps,
+        found.info,
+        found.sample_fps,
         cached,
         n_samples=n,
-        threshold=video_threshold(config),
+        threshold=threshold,
         segments=segments,
         curve=[(float(t), float(b)) for t, b in zip(times, best)],
         closest=closest,

@@ -43,7 +43,7 @@ the cached thumbnail), "same shot" (the scene matches geometrically, the moment 
 segment), or, when nothing matches geometrically, "similar scene" (colours alone, no segment).
 
 Cache entry (under `config.cache_dir / "video" / <content hash>`, no pickle anywhere):
-`meta.json`; `features.npz` (frames int32[N], phash uint64[N], hist float16[N, bins],
+`meta.json`; `features.npz` (frames int32[N], times float64[N] (player time of each sample), phash uint64[N], hist float16[N, bins],
 orb_offsets int64[N+1]); `orb.u8`, raw uint8 rows of 32 bytes, frame j's descriptors being rows
 orb_offsets[j]:orb_offsets[j+1]; `orb_xy.f16`, their keypoints' positions (float16 x, y in pixels of
 the `video_width`-wide frame, same rows); `thumbs.u8`, a grey `THUMB_WIDTH`-wide thumbnail per
@@ -70,11 +70,10 @@ from rvs.errors import BadInputError
 from rvs.imageio import ImageLike, load_image
 from rvs.progress import Progress, scaled_progress
 from rvs.video import cache
-from rvs.video import decode as video_decode
 from rvs.video.cache import CACHE_VERSION, StageTimer, cache_meta, info_from_meta, write_json
 from rvs.video.decode import downscale
 from rvs.video.info import VideoInfo
-from rvs.video.reader import FrameStream, check_video_path
+from rvs.video.reader import FrameStream, check_video_path, use_yuv
 from rvs.video.results import FrameHit, Moment, Segment, VideoResult, group_segments
 
 log = logging.getLogger(__name__)
@@ -84,12 +83,6 @@ PHASH_WIDTH = 128  # pHash input width: imagehash shrinks to 32x32 anyway, this 
 ORB_BYTES = 32
 HIST_MIN_SHARE = 0.05  # below this share of coloured pixels the histogram uses every pixel
 THUMB_WIDTH = 64  # grey thumbnail per frame: do the aligned pixels agree ("same frame" reading)?
-
-
-def _yuv(config: Config) -> bool:
-    if config.video_decoder not in ("auto", "opencv"):
-        raise BadInputError(f"unknown video decoder {config.video_decoder!r} (expected 'auto' or 'opencv')")
-    return config.video_decoder == "auto" and video_decode.available()
 
 
 def thumbnail(grey: np.ndarray) -> np.ndarray:
@@ -135,7 +128,7 @@ class Featurizer:
             "hist_bins": self.bins,
             "hist_min_sv": c.video_hist_min_sv,
             "phash": f"imagehash-phash-8-grey{PHASH_WIDTH}",
-            "decoder": "yuv-planes" if _yuv(c) else "opencv",  # pixels differ by ~1 level
+            "decoder": "yuv-planes" if use_yuv(c) else "opencv",  # pixels differ by ~1 level
             "keypoints": "xy-f16",  # orb_xy.f16 beside orb.u8 (geometric verification)
             "thumb": f"grey{THUMB_WIDTH}",
         }
@@ -148,6 +141,7 @@ class FrameFeatures:
     info: VideoInfo
     sample_fps: float
     frames: np.ndarray  # int32 [N] frame index of each sample
+    times: np.ndarray  # float64 [N] its presentation time, seconds on the player's clock
     phash: np.ndarray  # uint64 [N]
     hist: np.ndarray  # float16 [N, bins]
     orb_offsets: np.ndarray  # int64 [N + 1]
@@ -162,15 +156,11 @@ class FrameFeatures:
     def keypoints(self, j: int) -> np.ndarray:
         return np.asarray(self.xy[self.orb_offsets[j] : self.orb_offsets[j + 1]], np.float32)
 
-    @property
-    def times(self) -> np.ndarray:
-        return self.frames / self.info.fps
-
 
 def _parse_entry(entry: Path, meta: dict) -> FrameFeatures:
     """A frames entry's features (memory-mapped); ValueError when its files disagree (see `rvs.video.cache.read_entry`)."""
     with np.load(entry / "features.npz", allow_pickle=False) as z:
-        frames, phash, hist, offsets = z["frames"], z["phash"], z["hist"], z["orb_offsets"]
+        frames, times, phash, hist, offsets = z["frames"], z["times"], z["phash"], z["hist"], z["orb_offsets"]
     n_desc = int(offsets[-1]) if len(offsets) else -1
     orb_path = entry / "orb.u8"
     if orb_path.stat().st_size != n_desc * ORB_BYTES:
@@ -184,7 +174,7 @@ def _parse_entry(entry: Path, meta: dict) -> FrameFeatures:
     else:
         orb, xy = np.zeros((0, ORB_BYTES), np.uint8), np.zeros((0, 2), np.float16)
     n = meta["n_samples"]
-    if not (len(frames) == len(phash) == len(hist) == len(offsets) - 1 == n) or np.any(np.diff(offsets) < 0):
+    if not (len(frames) == len(times) == len(phash) == len(hist) == len(offsets) - 1 == n) or np.any(np.diff(offsets) < 0):
         raise ValueError("arrays of inconsistent length")
     size = (int(meta["small_width"]), int(meta["small_height"]))
     th = int(meta["thumb_height"])
@@ -192,7 +182,7 @@ def _parse_entry(entry: Path, meta: dict) -> FrameFeatures:
     if thumbs.size != n * th * THUMB_WIDTH:
         raise ValueError(f"thumbs.u8 has {thumbs.size} bytes, expected {n * th * THUMB_WIDTH}")
     thumbs = thumbs.reshape(n, th, THUMB_WIDTH)
-    return FrameFeatures(info_from_meta(meta), meta["sample_fps"], frames, phash, hist, offsets, orb, xy, size, thumbs)
+    return FrameFeatures(info_from_meta(meta), meta["sample_fps"], frames, times, phash, hist, offsets, orb, xy, size, thumbs)
 
 
 def _in_memory(feats: FrameFeatures) -> FrameFeatures:
@@ -212,18 +202,19 @@ def _extract(path: Path, config: Config, out_dir: Path, progress: Progress | Non
     fz = Featurizer(config)
     width = config.video_width
     frames: list[int] = []
+    times: list[float] = []
     phashes: list[np.uint64] = []
     hists: list[np.ndarray] = []
     offsets = [0]
     small_size = (0, 0)
     stream = FrameStream(
-        path, config.video_frame_fps, lambda small: small, progress, "reading video frames", width=width, yuv_decode=_yuv(config)
+        path, config.video_frame_fps, lambda small: small, progress, "reading video frames", width=width, yuv_decode=use_yuv(config)
     )
     info = stream.info
     # Descriptors go straight to disk: memory stays flat however long the video is.
     thumb_h = 0
     with open(out_dir / "orb.u8", "wb") as orb_f, open(out_dir / "orb_xy.f16", "wb") as xy_f, open(out_dir / "thumbs.u8", "wb") as th_f:
-        for i, small in stream:
+        for i, t, small in stream:
             ph, hist, desc, xy, thumb = fz(small)
             if not frames:
                 thumb_h = thumb.shape[0]
@@ -232,6 +223,7 @@ def _extract(path: Path, config: Config, out_dir: Path, progress: Progress | Non
             th_f.write(np.ascontiguousarray(thumb).tobytes())
             small_size = (small.shape[1], small.shape[0])
             frames.append(i)
+            times.append(t)
             phashes.append(ph)
             hists.append(hist.astype(np.float16))
             orb_f.write(np.ascontiguousarray(desc, np.uint8).tobytes())
@@ -244,6 +236,7 @@ def _extract(path: Path, config: Config, out_dir: Path, progress: Progress | Non
     np.savez(
         out_dir / "features.npz",
         frames=np.asarray(frames, np.int32),
+        times=np.asarray(times, np.float64),
         phash=np.asarray(phashes, np.uint64),
         hist=np.stack(hists).astype(np.float16),
         orb_offsets=np.asarray(offsets, np.int64),
