@@ -236,6 +236,9 @@ class Config:
     # Where video features are cached (None: cache_dir/video). The app gives each search of an
     # upload a private one, removed afterwards, so concurrent searches never share or delete it.
     video_cache_dir: Path | None = None
+    # The video library (rvs/video/library; `python -m rvs videos`): "" = <cache_dir>/video-library.
+    # The app offers "search the video library" when this folder holds one.
+    video_library: str = ""
     # --- the served app only (the CLI is unlimited) ---
     # A video search is refused above this duration / number of frames, and stopped past this time.
     app_max_video_seconds: float = 300.0
@@ -279,6 +282,9 @@ class Config:
                 val = env
             setattr(cfg, f.name, val)
         return dataclasses.replace(cfg, **overrides)
+
+    def video_library_dir(self) -> Path:
+        return Path(self.video_library) if self.video_library else Path(self.cache_dir) / "video-library"
 
     def torch_device(self):
         import torch

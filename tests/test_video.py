@@ -515,3 +515,79 @@ def test_opencv_decoder_setting(cfg, frame_query, tmp_path):
     assert video_frames.Featurizer(c).params()["decoder"] == "opencv" != video_frames.Featurizer(cfg).params()["decoder"]
     with pytest.raises(BadInputError, match="unknown video decoder"):
         search_video_frames(frame_query, VIDEO, dataclasses.replace(c, video_decoder="gpu"))
+
+
+# ------------------------------------------------------------------------------------------
+# Player times: a video stream that starts late, a variable frame rate
+# ------------------------------------------------------------------------------------------
+
+LFW_DIR = default_data_dir() / "lfw" / "images_deepfunneled"
+
+
+def _texture(seed: int) -> np.ndarray:
+    """A picture without faces: coloured shapes on a gradient (something for ORB to hold on to)."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((400, 700, 3), np.uint8)
+    img[:] = np.linspace(40, 200, 700, dtype=np.uint8)[None, :, None]
+    for _ in range(60):
+        c = tuple(int(x) for x in rng.integers(0, 255, 3))
+        x, y = int(rng.integers(0, 700)), int(rng.integers(0, 400))
+        if rng.random() < 0.5:
+            cv2.circle(img, (x, y), int(rng.integers(8, 40)), c, -1)
+        else:
+            cv2.rectangle(img, (x, y), (x + 50, y + 30), c, -1)
+    return img
+
+
+@pytest.fixture(scope="module")
+def timed_videos(tmp_path_factory):
+    """Two videos with a face shot (Colin Powell) between shots without faces, written the way
+    real files come: `late` with its video stream starting 0.852 s after its audio, `vfr` with
+    frame durations of 40 and 80 ms. Returns {name: (path, placed shots)}."""
+    from bench.videosynth import load_rgb, pan, vfr_durations, write_video
+
+    powell = load_rgb(LFW_DIR / "Colin_Powell" / "Colin_Powell_0001.jpg")
+    shots = [
+        pan(_texture(1), (0.45, 0.5, 0.8), (0.55, 0.5, 0.7), 25, "shapes 1"),
+        pan(powell, (0.50, 0.45, 0.95), (0.50, 0.42, 0.80), 40, "powell"),
+        pan(_texture(2), (0.55, 0.5, 0.7), (0.45, 0.5, 0.8), 25, "shapes 2"),
+    ]
+    out = tmp_path_factory.mktemp("timed")
+    return {
+        "late": (out / "late.mp4", write_video(out / "late.mp4", shots, size=(480, 270), start_s=0.852)),
+        "vfr": (out / "vfr.mp4", write_video(out / "vfr.mp4", shots, size=(480, 270), durations=vfr_durations(90, 25.0, seed=5))),
+    }
+
+
+@pytest.mark.parametrize("name", ["late", "vfr"])
+def test_frame_mode_answers_on_the_players_clock(cfg, timed_videos, name):
+    """The moment of a frame is where a player shows it (not frame index / fps: 0.85 s early
+    for the late stream, drifting for the variable rate), and read_frame at that time returns it."""
+    from bench.videosynth import read_rgb
+
+    path, placed = timed_videos[name]
+    decoded = read_rgb(path)
+    for shot in placed:
+        k = (shot.first + shot.last) // 2
+        truth = shot.time_of(k, 25.0)
+        if name == "late":
+            assert truth - k / 25.0 == pytest.approx(0.852, abs=1e-3)
+        r = search_video_frames(Image.fromarray(decoded[k]), path, cfg)
+        assert r.moments and r.moments[0].reading == "same frame"
+        assert abs(r.moments[0].time - truth) <= 0.05, (shot.shot.name, r.moments[0].time, truth)
+        assert np.abs(np.asarray(read_frame(path, truth), np.int16) - decoded[k]).mean() < 1.0
+    assert r.duration == pytest.approx(placed[-1].times[-1] + (0.04 if name == "late" else 0.0), abs=0.09)
+
+
+@pytest.mark.parametrize("name", ["late", "vfr"])
+def test_face_mode_answers_on_the_players_clock(cfg, timed_videos, name):
+    """Colin Powell (another photo of him) is found exactly while his shot is on screen."""
+    path, placed = timed_videos[name]
+    shot = placed[1]
+    r = search_video_faces(LFW_DIR / "Colin_Powell" / "Colin_Powell_0002.jpg", path, cfg)
+    assert len(r.segments) == 1, r.segments
+    seg, step = r.segments[0], 1.0 / r.sample_fps
+    t0, t1 = shot.times[0], shot.times[-1]
+    # Sampled twice a second: the segment starts within one sample of the shot's first frame and
+    # ends within one sample of its last; never outside the shot.
+    assert t0 - 1e-6 <= seg.start <= t0 + step + 0.1 and t1 - step - 0.1 <= seg.end <= t1 + 1e-6, (seg.start, seg.end, t0, t1)

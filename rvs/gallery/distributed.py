@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -61,6 +62,36 @@ class _EmbedStage:
         }
 
 
+@contextmanager
+def ray_session(address: str | None = "") -> Iterator[None]:
+    """A Ray to run on: "" or None = a local Ray started here and stopped afterwards; "auto" or
+    "ray://host:10001" = an existing cluster (left running)."""
+    try:
+        import ray
+    except ImportError as e:  # pragma: no cover - ray is pinned in requirements
+        from rvs.errors import RvsError
+
+        raise RvsError("--ray needs Ray: pip install 'ray[data]' (pinned in requirements.txt)") from e
+    started_here = False
+    if not ray.is_initialized():
+        kw = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
+        if address:
+            ray.init(address=address, **kw)
+        else:
+            # A local Ray: a small object store (the records are small) instead of 30% of RAM, and
+            # workers that import this very rvs (on a cluster, rvs must be installed on the nodes).
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local only, no port outside this machine
+            root = str(PROJECT_ROOT)
+            pp = os.pathsep.join(x for x in (root, os.environ.get("PYTHONPATH", "")) if x)
+            ray.init(object_store_memory=256 * 2**20, runtime_env={"env_vars": {"PYTHONPATH": pp}}, **kw)
+            started_here = True
+    try:
+        yield
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
 def ray_detect_embed(
     photos: Sequence,
     config: Config,
@@ -82,27 +113,8 @@ def ray_detect_embed(
 
     if not photos:
         return [], 0.0, 0.0
-    try:
-        import ray
-    except ImportError as e:  # pragma: no cover - ray is pinned in requirements-dev.txt
-        from rvs.errors import RvsError
-
-        raise RvsError("--ray needs Ray: pip install 'ray[data]' (pinned in requirements-dev.txt)") from e
     t0 = time.perf_counter()
-    started_here = False
-    if not ray.is_initialized():
-        kw = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
-        if address:
-            ray.init(address=address, **kw)
-        else:
-            # A local Ray: a small object store (the records are small) instead of 30% of RAM, and
-            # workers that import this very rvs (on a cluster, rvs must be installed on the nodes).
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local only, no port outside this machine
-            root = str(PROJECT_ROOT)
-            pp = os.pathsep.join(x for x in (root, os.environ.get("PYTHONPATH", "")) if x)
-            ray.init(object_store_memory=256 * 2**20, runtime_env={"env_vars": {"PYTHONPATH": pp}}, **kw)
-            started_here = True
-    try:
+    with ray_session(address):
         import ray.data
 
         ctx = ray.data.DataContext.get_current()
@@ -120,9 +132,6 @@ def ray_detect_embed(
             concurrency=n_actors,
         )
         rows = ds.take_all()
-    finally:
-        if started_here:
-            ray.shutdown()
     by_key = {}
     for r in rows:
         n = int(r["n"])

@@ -181,7 +181,7 @@ def _parse_entry(entry: Path, meta: dict) -> VideoFaces:
     return VideoFaces(info_from_meta(meta), meta["sample_fps"], tracks)
 
 
-def _scaled(face: Face, s: float) -> Face:
+def scaled_face(face: Face, s: float) -> Face:
     if s == 1.0:
         return face
     return dataclasses.replace(face, box=np.asarray(face.box, np.float32) * s, landmarks=np.asarray(face.landmarks, np.float32) * s)
@@ -203,7 +203,7 @@ def find_tracks(path: Path, config: Config, models: VideoFaceModels, progress: P
     def flush() -> None:
         found = models.frame_detector.detect([rgb for _, _, rgb in batch])
         for (i, t, _), faces in zip(batch, found):
-            tracker.add(t, i, [_scaled(f, stream.scale) for f in faces])
+            tracker.add(t, i, [scaled_face(f, stream.scale) for f in faces])
         batch.clear()
 
     for item in stream:

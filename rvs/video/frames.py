@@ -194,69 +194,96 @@ def _in_memory(feats: FrameFeatures) -> FrameFeatures:
 OnFrame = Callable[[int, np.ndarray, np.ndarray, tuple[int, int]], None]
 
 
+class FeatureWriter:
+    """Writes frame features into a folder (a cache entry, or a video of a library), frame by frame:
+    `add(index, time, small_bgr)` then `finish(info, path, sample_fps, params)`. Descriptors go
+    straight to disk, so memory stays flat however long the video is."""
+
+    def __init__(self, config: Config, out_dir: Path):
+        self.fz = Featurizer(config)
+        self.out_dir = out_dir
+        self.frames: list[int] = []
+        self.times: list[float] = []
+        self.phashes: list[np.uint64] = []
+        self.hists: list[np.ndarray] = []
+        self.offsets = [0]
+        self.small_size = (0, 0)
+        self.thumb_h = 0
+        self._files = [open(out_dir / name, "wb") for name in ("orb.u8", "orb_xy.f16", "thumbs.u8")]
+
+    def add(self, i: int, t: float, small: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int], np.ndarray]:
+        """Describe one frame; returns (ORB descriptors, their positions as a cached query reads
+        them, the frame's size, its histogram)."""
+        orb_f, xy_f, th_f = self._files
+        ph, hist, desc, xy, thumb = self.fz(small)
+        if not self.frames:
+            self.thumb_h = thumb.shape[0]
+        elif thumb.shape[0] != self.thumb_h:  # a resolution change mid-stream (rare): keep one shape
+            thumb = cv2.resize(thumb, (THUMB_WIDTH, self.thumb_h), interpolation=cv2.INTER_AREA)
+        th_f.write(np.ascontiguousarray(thumb).tobytes())
+        self.small_size = (small.shape[1], small.shape[0])
+        self.frames.append(i)
+        self.times.append(t)
+        self.phashes.append(ph)
+        self.hists.append(hist.astype(np.float16))
+        orb_f.write(np.ascontiguousarray(desc, np.uint8).tobytes())
+        xy16 = np.ascontiguousarray(xy, np.float16)
+        xy_f.write(xy16.tobytes())
+        self.offsets.append(self.offsets[-1] + len(desc))
+        return desc, xy16.astype(np.float32), self.small_size, hist
+
+    def finish(self, info: VideoInfo, path: Path, sample_fps: float, **extra: int) -> None:
+        for f in self._files:
+            f.close()
+        np.savez(
+            self.out_dir / "features.npz",
+            frames=np.asarray(self.frames, np.int32),
+            times=np.asarray(self.times, np.float64),
+            phash=np.asarray(self.phashes, np.uint64),
+            hist=np.stack(self.hists).astype(np.float16) if self.hists else np.zeros((0, int(np.prod(self.fz.bins))), np.float16),
+            orb_offsets=np.asarray(self.offsets, np.int64),
+        )
+        write_json(
+            self.out_dir / "meta.json",
+            cache_meta(
+                KIND, CACHE_VERSION, self.fz.params(), sample_fps, info, path,
+                n_samples=len(self.frames), n_descriptors=self.offsets[-1], small_width=self.small_size[0],
+                small_height=self.small_size[1], thumb_height=self.thumb_h, **extra,
+            ),
+        )
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
+
+
 def _extract(path: Path, config: Config, out_dir: Path, progress: Progress | None, on_frame: OnFrame | None = None) -> None:
     """Decode the video once and write its features into `out_dir` (a cache entry).
 
     on_frame(sample_index, orb_descriptors, keypoint_xy, small_size) is called as each frame is done: the first query
     matches its ORB descriptors there, while the decode thread works on the next frames."""
-    fz = Featurizer(config)
-    width = config.video_width
-    frames: list[int] = []
-    times: list[float] = []
-    phashes: list[np.uint64] = []
-    hists: list[np.ndarray] = []
-    offsets = [0]
-    small_size = (0, 0)
     stream = FrameStream(
-        path, config.video_frame_fps, lambda small: small, progress, "reading video frames", width=width, yuv_decode=use_yuv(config)
+        path, config.video_frame_fps, lambda small: small, progress, "reading video frames", width=config.video_width, yuv_decode=use_yuv(config)
     )
-    info = stream.info
-    # Descriptors go straight to disk: memory stays flat however long the video is.
-    thumb_h = 0
-    with open(out_dir / "orb.u8", "wb") as orb_f, open(out_dir / "orb_xy.f16", "wb") as xy_f, open(out_dir / "thumbs.u8", "wb") as th_f:
+    writer = FeatureWriter(config, out_dir)
+    try:
         for i, t, small in stream:
-            ph, hist, desc, xy, thumb = fz(small)
-            if not frames:
-                thumb_h = thumb.shape[0]
-            elif thumb.shape[0] != thumb_h:  # a resolution change mid-stream (rare): keep one shape
-                thumb = cv2.resize(thumb, (THUMB_WIDTH, thumb_h), interpolation=cv2.INTER_AREA)
-            th_f.write(np.ascontiguousarray(thumb).tobytes())
-            small_size = (small.shape[1], small.shape[0])
-            frames.append(i)
-            times.append(t)
-            phashes.append(ph)
-            hists.append(hist.astype(np.float16))
-            orb_f.write(np.ascontiguousarray(desc, np.uint8).tobytes())
-            xy16 = np.ascontiguousarray(xy, np.float16)
-            xy_f.write(xy16.tobytes())
-            xy = xy16.astype(np.float32)  # what a cached query reads: both answer the same
-            offsets.append(offsets[-1] + len(desc))
+            desc, xy, size, _ = writer.add(i, t, small)
             if on_frame is not None:
-                on_frame(len(frames) - 1, desc, xy, small_size)
-    np.savez(
-        out_dir / "features.npz",
-        frames=np.asarray(frames, np.int32),
-        times=np.asarray(times, np.float64),
-        phash=np.asarray(phashes, np.uint64),
-        hist=np.stack(hists).astype(np.float16),
-        orb_offsets=np.asarray(offsets, np.int64),
-    )
-    write_json(
-        out_dir / "meta.json",
-        cache_meta(
-            KIND,
-            CACHE_VERSION,
-            fz.params(),
-            stream.sample_fps,
-            info,
-            path,
-            n_samples=len(frames),
-            n_descriptors=offsets[-1],
-            small_width=small_size[0],
-            small_height=small_size[1],
-            thumb_height=thumb_h,
-        ),
-    )
+                on_frame(len(writer.frames) - 1, desc, xy, size)
+    finally:
+        writer.close()
+    writer.finish(stream.info, path, stream.sample_fps)
+
+
+def read_features(entry: Path, meta: dict | None = None) -> FrameFeatures:
+    """The frame features in a folder `FeatureWriter` wrote (memory-mapped); ValueError when its
+    files disagree."""
+    if meta is None:
+        import json
+
+        meta = json.loads((entry / "meta.json").read_text())
+    return _parse_entry(entry, meta)
 
 
 def load_or_extract(

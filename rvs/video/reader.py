@@ -12,6 +12,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -337,12 +338,19 @@ class FrameStream:
             worker.join(timeout=10)
 
 
+def _rgb(frame, width: int | None) -> np.ndarray:
+    """A PyAV frame as RGB; shrunk to `width` by FFmpeg while converting (cheaper than full size)."""
+    if width and frame.width > width:
+        return frame.reformat(width=width, height=max(2, round(frame.height * width / frame.width)), format="rgb24").to_ndarray()
+    return frame.to_ndarray(format="rgb24")
+
+
 class _TimedFrames:
     """Frames of a video in presentation order with their player times, able to jump: PyAV where
     it applies (exact timestamps), else OpenCV (its clock plus the stream's start offset)."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, width: int | None = None):
+        self.path, self.width = path, width
         self._av = None
         try:
             import av
@@ -384,7 +392,7 @@ class _TimedFrames:
     def _frames(self) -> Iterator[tuple[float, Callable[[], np.ndarray]]]:
         if self._av is not None:
             for frame in self._av.decode(self._stream):
-                yield player_time(frame, self._c0, 0.0), (lambda f=frame: f.to_ndarray(format="rgb24"))
+                yield player_time(frame, self._c0, 0.0), partial(_rgb, frame, self.width)
         else:
             with _quiet_opencv():
                 while self.cap.grab():
@@ -392,6 +400,8 @@ class _TimedFrames:
                     ok, bgr = self.cap.retrieve()  # now: the capture holds one frame at a time
                     if not ok:
                         return
+                    if self.width:
+                        bgr = downscale(bgr, self.width)
                     yield t, (lambda b=bgr: cv2.cvtColor(b, cv2.COLOR_BGR2RGB))
 
     def next(self) -> tuple[float, Callable[[], np.ndarray]] | None:
@@ -441,6 +451,28 @@ def read_frames(video_path: str | os.PathLike, times: Sequence[float]) -> list[I
     finally:
         src.close()
     return [out[float(t)] for t in times]
+
+
+def frames_between(video_path: str | os.PathLike, t0: float, t1: float, width: int | None = None) -> list[tuple[float, np.ndarray]]:
+    """Every frame shown from `t0` to `t1` seconds of the player's clock, as (time, RGB), shrunk
+    to `width` when given (else full size)."""
+    path = check_video_path(video_path)
+    src = _TimedFrames(path, width)
+    out = []
+    try:
+        src.seek(t0)
+        first = src.next()
+        if first is not None and first[0] > t0 + 5e-4:
+            src.rewind()
+            first = src.next()
+        cur = first
+        while cur is not None and cur[0] <= t1 + 5e-4:
+            if cur[0] >= t0 - 5e-4:
+                out.append((cur[0], np.ascontiguousarray(cur[1]())))
+            cur = src.next()
+    finally:
+        src.close()
+    return out
 
 
 def read_frame(video_path: str | os.PathLike, time_s: float) -> Image.Image:

@@ -28,6 +28,7 @@ import numpy as np
 from rvs.config import Config
 from rvs.faces.detect import Face
 
+THUMB = 64  # px, a track's face thumbnail
 WEAK_IOU = 0.05  # below the link IoU but overlapping: check by embedding
 NEAR_WIDTHS = 1.5  # or the centre this many face widths from the predicted box's: check too
 
@@ -49,6 +50,15 @@ def face_quality(face: Face) -> float:
     return float(face.prob) * np.sqrt(max(w, 1.0)) * max(0.1, 1.0 - 2.0 * yaw)
 
 
+def _thumbnail(face: Face) -> np.ndarray:
+    import cv2
+
+    img = face.aligned if face.aligned is not None else face.crop
+    if img is None:
+        return np.zeros((THUMB, THUMB, 3), np.uint8)
+    return cv2.resize(np.asarray(img, np.uint8), (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+
+
 @dataclass
 class FaceTracks:
     """A video's faces, linked into tracks and embedded per chunk.
@@ -57,6 +67,8 @@ class FaceTracks:
     face_sample / boxes / probs / face_track / face_chunk: per face (F): its sample, box (x1, y1,
     x2, y2, full-frame pixels), detector score, track and chunk (global chunk number).
     vec_face / vectors: per embedded face (V): which face, and its unit vector.
+    track_face / track_thumbs: per track (T): its best face, and that face as a THUMB x THUMB RGB
+    thumbnail (the aligned or cropped face: what a result shows without the video file).
     """
 
     sample_times: np.ndarray
@@ -68,6 +80,8 @@ class FaceTracks:
     face_chunk: np.ndarray
     vec_face: np.ndarray
     vectors: np.ndarray
+    track_face: np.ndarray
+    track_thumbs: np.ndarray
 
     @property
     def n_tracks(self) -> int:
@@ -106,6 +120,8 @@ class FaceTracks:
             raise ValueError("a face refers to a missing sample")
         if v and (t.vec_face.min() < 0 or t.vec_face.max() >= f):
             raise ValueError("a vector refers to a missing face")
+        if len(t.track_face) != t.n_tracks or len(t.track_thumbs) != t.n_tracks or (f and t.track_face.max() >= f):
+            raise ValueError("track arrays of inconsistent length")
         return t
 
 
@@ -146,6 +162,7 @@ class Tracker:
         self._n_tracks = 0
         self._n_chunks = 0
         self._embedded: dict[int, np.ndarray] = {}  # face row -> vector, for faces embedded to check a link
+        self._track_best: list[tuple[float, int, np.ndarray]] = []  # per track: (quality, face row, thumbnail)
 
     def _vector(self, row: int, face: Face) -> np.ndarray:
         if row not in self._embedded:
@@ -177,6 +194,10 @@ class Tracker:
         self.face_track.append(tr.id)
         self.face_chunk.append(tr.chunk)
         q = face_quality(face)
+        if tr.id == len(self._track_best):
+            self._track_best.append((-1.0, row, np.zeros((THUMB, THUMB, 3), np.uint8)))
+        if q > self._track_best[tr.id][0]:
+            self._track_best[tr.id] = (q, row, _thumbnail(face))
         if row in self._embedded:
             tr.last_vector = self._embedded[row]
             tr.best_embedded = max(tr.best_embedded, q)
@@ -252,4 +273,6 @@ class Tracker:
             face_chunk=np.asarray(self.face_chunk, np.int32),
             vec_face=np.asarray(self.vec_face, np.int32)[order],
             vectors=(np.stack(self.vectors).astype(np.float32)[order] if self.vectors else np.zeros((0, dim), np.float32)),
+            track_face=np.asarray([b[1] for b in self._track_best], np.int32),
+            track_thumbs=np.stack([b[2] for b in self._track_best]) if self._track_best else np.zeros((0, THUMB, THUMB, 3), np.uint8),
         )
