@@ -29,7 +29,7 @@ import gradio as gr
 import pandas as pd
 from gradio.utils import get_upload_folder
 
-from rvs.app.answers import face_choices, no_face_markdown, results_csv
+from rvs.app.answers import LIBRARY_MODES, face_choices, library_intro, no_face_markdown, results_csv
 from rvs.app.service import Service
 from rvs.app.serving import CpuBudget, Job, JobCancelled, UploadGuard, safe_name, sweep_leftovers, trim_memory
 from rvs.app.startup import load_service
@@ -259,6 +259,19 @@ def build_demo(service: Service) -> gr.Blocks:
                     )
             with gr.Accordion("Result as JSON", open=False):
                 vjson = gr.JSON(label="video result")
+            lib = service.video_library
+            if lib is not None:
+                with gr.Group(elem_id="rvs-library"):
+                    gr.Markdown(f"### Search the video library\n{library_intro(len(lib.videos), lib.hours)}")
+                    with gr.Row():
+                        with gr.Column(scale=4):
+                            lquery = gr.Image(label="A photo of the person, or a picture", type="filepath", image_mode=None, height=220)
+                            lmode = gr.Radio(list(LIBRARY_MODES.values()), value=LIBRARY_MODES["person"], label="Find")
+                            lsearch_btn = gr.Button("Search the video library", variant="primary")
+                        with gr.Column(scale=6):
+                            lsummary = gr.Markdown("Upload a query picture.", elem_id="rvs-lsummary", elem_classes="rvs-status")
+                            lhits = gr.Gallery(elem_id="rvs-library-hits", label="Videos it appears in", columns=3, height="auto", object_fit="contain", format="jpeg", preview=False)
+                            ljson = gr.JSON(label="library result", visible=False)
 
         with gr.Accordion("About this gallery", open=False):
             about = gr.Markdown(service.about_markdown(), label="about")
@@ -349,6 +362,18 @@ def build_demo(service: Service) -> gr.Blocks:
             csv_download, [result_json], [download], api_visibility="private", queue=False
         )
         vsearch_btn.click(on_video, [video, vquery, mode], [frames, plot, segments, vsummary, vjson], api_name="search_video", **vid)
+        if lib is not None:
+
+            async def on_library(qpayload: Any, mode_value: Any) -> tuple[Any, ...]:
+                m = "frame" if str(mode_value) in (LIBRARY_MODES["frame"], "frame") else "person"
+                try:
+                    qsrc, qname = image_source(qpayload, guard)
+                    tiles, summary, data = await run_in_worker(budget, lambda: service.search_library(qsrc, m, query_name=qname))
+                except Exception as e:
+                    raise _fail(e) from None
+                return tiles, summary, data
+
+            lsearch_btn.click(on_library, [lquery, lmode], [lhits, lsummary, ljson], api_name="search_library", **img)
     return demo
 
 

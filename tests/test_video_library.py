@@ -187,3 +187,35 @@ def test_cli_index_search_list(folder, tmp_path):
     assert p.returncode == 0 and "powell.mp4" in p.stdout and "sub/shapes.mp4" in p.stdout
     p = cli("remove", "nope.mp4")
     assert p.returncode != 0 and "not in the library: nope.mp4" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_app_searches_the_library(library, tmp_path):
+    """With RVS_VIDEO_LIBRARY set, the page offers "search the video library": hits name the
+    video, its time and the decision; a damaged library is not offered and the app still starts."""
+    from gradio_client import Client, handle_file
+
+    import app
+    from rvs.app.service import Service
+    from tests.test_app import free_port
+
+    out, _, _ = library
+    svc = Service(Config(video_library=str(out)), None, None, problem="no gallery in this test")
+    assert svc.video_library is not None and len(svc.video_library.videos) == 3
+    demo = app.build_demo(svc)
+    port = free_port()
+    app.launch(demo, svc, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
+        tiles, summary, data = client.predict(
+            handle_file(str(LFW / "Colin_Powell" / "Colin_Powell_0002.jpg")), "This person, in every video", api_name="/search_library"
+        )
+        assert "powell.mp4" in summary and [h["video"] for h in data["hits"]] == ["powell.mp4"]
+        assert tiles and tiles[0]["caption"].startswith("powell.mp4 · ") and "same person" in tiles[0]["caption"]
+        _, summary, data = client.predict(handle_file(str(LFW / "George_W_Bush" / "George_W_Bush_0001.jpg")), "This person, in every video", api_name="/search_library")
+        assert data["hits"] == [] and "Not found in any of the 3 videos" in summary
+    finally:
+        demo.close()
+    bad = tmp_path / "library"
+    shutil.copytree(out, bad)
+    (bad / "vector_refs.npy").write_bytes(b"not numpy")
+    assert Service(Config(video_library=str(bad)), None, None, problem="x").video_library is None

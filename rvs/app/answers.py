@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from rvs.app.draw import draw_faces, fit, format_time, similarity_plot
@@ -242,3 +243,37 @@ def results_csv(data: dict) -> str | None:
         w.writerow(["face", "answer", "named", "possibly", "probability", "rank", "gallery_identity", "distance", "gallery_photo"])
         w.writerows(rows)
     return str(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The video library (rvs.video.library)
+
+LIBRARY_MODES = {"person": "This person, in every video", "frame": "This picture, in every video"}
+
+
+def library_intro(n_videos: int, hours: float) -> str:
+    return f"Search {n_videos} videos ({hours * 60:.0f} min) at once: which videos show this person or this picture, and when."
+
+
+def library_answer(res: Any, frame_of: Callable[[Any], Image.Image | None]) -> tuple[list[tuple[Image.Image, str]], str, dict]:
+    """A library search as (gallery of hits: best frame + "video · 1:02.50 · same person", a
+    markdown summary, the result as a dict). `frame_of(hit)` gives the best frame, or None (the
+    track's face thumbnail is shown then)."""
+    tiles = []
+    for h in res.hits:
+        img = frame_of(h)
+        if img is None and h.thumb is not None:
+            img = Image.fromarray(np.asarray(h.thumb, np.uint8))
+        if img is None:
+            continue
+        segs = ", ".join(f"{format_time(s.start)}-{format_time(s.end)}" for s in h.segments[:3]) + (" ..." if len(h.segments) > 3 else "")
+        tiles.append((img, f"{h.video} · {format_time(h.best_time)} · {h.decision} · {segs}"))
+    what = "this person" if res.mode == "person" else "this picture"
+    if res.hits:
+        names = ", ".join(h.video for h in res.hits[:5]) + (" ..." if len(res.hits) > 5 else "")
+        summary = f"**Found {what} in {len(res.hits)} of {res.videos_searched} videos:** {names}"
+    else:
+        summary = f"**Not found in any of the {res.videos_searched} videos.**"
+        if res.closest is not None:
+            summary += f" The closest face ({res.closest.video} at {format_time(res.closest.best_time)}) is not the same person."
+    return tiles, summary, res.to_dict()

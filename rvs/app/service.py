@@ -68,6 +68,7 @@ class Service:
         src = (self.index.extra.get("source_folder") if self.index is not None else None) or ""
         self.source_folder = Path(src) if src and Path(src).is_dir() else None
         self.thumbnail = lru_cache(maxsize=512)(self._thumbnail)
+        self.video_library = self._load_video_library()
         self._video_examples: list[tuple[Path, Path, str]] | None = None
         # A published gallery (artifact folder) brings face thumbnails and example inputs along.
         self.artifact_folder = artifact_folder(artifacts)
@@ -311,6 +312,42 @@ class Service:
             # Messages name the file; say the user's file name, not the server's temporary path.
             raise type(e)(str(e).replace(str(path), label)) from None
         return video_answer(res, path, read_frames)
+
+    def _load_video_library(self):
+        """The configured video library (`Config.video_library`), or None: absent, or refused in
+        one logged line (a damaged library never stops the app)."""
+        from rvs.video.library import store
+
+        folder = self.config.video_library_dir()
+        if not (folder / store.MANIFEST).is_file():
+            return None
+        try:
+            return store.load(folder)
+        except RvsError as e:
+            log.warning("video library not offered: %s", e)
+            return None
+
+    def search_library(self, query: Any, mode: str, query_name: str | None = None) -> tuple[list, str, dict]:
+        """Which videos of the library show the query's person (mode "person") or picture ("frame")."""
+        from rvs.app.answers import library_answer
+        from rvs.video.library.search import search_frame, search_person
+        from rvs.video.reader import read_frame
+
+        lib = self.video_library
+        if lib is None:
+            raise BadInputError("no video library is configured on this server")
+        if query is None:
+            raise BadInputError("upload a query picture first")
+        img = load_image(query, max_pixels=self.config.max_pixels, name=query_name)
+        res = search_person(lib, img, self.config, self._video_face_models()) if mode == "person" else search_frame(lib, img, self.config)
+
+        def frame_of(hit):
+            try:
+                return fit(read_frame(hit.path, hit.best_time), 480)[0] if Path(hit.path).is_file() else None
+            except RvsError:
+                return None
+
+        return library_answer(res, frame_of)
 
     def _video_face_models(self):
         """Face mode's models: the search engine's detector and embedder when the gallery's model

@@ -49,9 +49,11 @@ class YuNetDetector:
         self.min_face_size = min_face_size
         self._lock = threading.Lock()  # one cv2 model, not safe from two threads at once
 
-    def detect_array(self, rgb: np.ndarray, max_side: int = 0) -> list[Face]:
+    def detect_array(self, rgb: np.ndarray, max_side: int = 0, min_face_size: int | None = None) -> list[Face]:
         """Faces of an RGB frame; `max_side` > 0: looked for in a copy shrunk to that side (boxes
-        and landmarks in the frame's pixels, aligned crops cut from the frame itself)."""
+        and landmarks in the frame's pixels, aligned crops cut from the frame itself).
+        min_face_size: in the frame's pixels (default: the detector's)."""
+        min_size = self.min_face_size if min_face_size is None else min_face_size
         import cv2
 
         h, w = rgb.shape[:2]
@@ -65,7 +67,7 @@ class YuNetDetector:
         faces = []
         for row in found if found is not None else []:
             x, y, bw, bh = (float(v) / s for v in row[:4])
-            if min(bw, bh) < self.min_face_size:
+            if min(bw, bh) < min_size:
                 continue
             # YuNet lists the person's right eye first: the one on the image's left, as MTCNN and
             # the ArcFace template do.

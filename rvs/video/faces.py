@@ -37,7 +37,7 @@ from PIL import Image
 
 from rvs.config import Config
 from rvs.errors import BadInputError, NoQueryFaceError, WeightsError
-from rvs.faces.detect import Face, FaceDetector
+from rvs.faces.detect import Face, FaceDetector, select_main_face
 from rvs.faces.embedders import FaceEmbedder, create_embedder, embed_faces, get_spec, video_threshold
 from rvs.faces.recipe import detection_settings, embedder_precision, embedder_settings, embedding_recipe, recipe_digest
 from rvs.imageio import ImageLike, load_image
@@ -89,6 +89,13 @@ class FrameDetector:
 
             return {"detector": self.name, "score": yunet.SCORE_THRESHOLD, "nms": yunet.NMS_THRESHOLD, "min_face_size": self.config.min_face_size, "side": self.side}
         return detection_settings(self.config)
+
+    def detect_query(self, rgb: np.ndarray, max_side: int) -> list[Face]:
+        """The faces of a query photo as this detector sees them (YuNet: at up to `max_side`
+        pixels, faces down to 20 px); [] for MTCNN (the query detector does that)."""
+        if self.yunet is None:
+            return []
+        return self.yunet.detect_array(rgb, max_side, min_face_size=20)
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
         if self.yunet is not None:
@@ -237,15 +244,20 @@ def load_or_extract(
 
 
 def query_embedding(query_image: ImageLike, config: Config, models: VideoFaceModels) -> tuple[np.ndarray, np.ndarray]:
-    """(embedding, box) of the largest face in the query image; NoQueryFaceError if there is none."""
+    """(embedding, box) of the query's main face (large and central, as image search picks it);
+    NoQueryFaceError if there is none. The face is found and aligned by the detector the video's
+    faces went through (YuNet's and MTCNN's landmarks align the same photo up to 0.5 apart in
+    SFace distance, more than many same-person pairs), MTCNN when that one finds none."""
     img = load_image(query_image, config.max_pixels)
-    faces = models.query_detector.detect_one(img)
+    faces = models.frame_detector.detect_query(np.asarray(img), config.detect_max_side)
+    if not faces:
+        faces = models.query_detector.detect_one(img)
     if not faces:
         label = str(query_image) if isinstance(query_image, (str, os.PathLike)) else "query image"
         raise NoQueryFaceError(
             f"{label}: no face found in the query image (face mode looks for a person; use frame mode to find the image itself)"
         )
-    face = faces[0]  # detect() sorts largest first
+    face = faces[select_main_face(faces, img.size)]
     return embed_faces(models.embedder, [face])[0], face.box
 
 

@@ -500,6 +500,8 @@ def aligned_ncc(view: QueryView, m: np.ndarray, f_size: tuple[int, int], thumb: 
     mt = (m * s).astype(np.float32)  # query -> thumbnail pixels
     # Shrink the query first so the warp is about 1:1 (warpAffine has no area filter).
     k = float(np.sqrt(abs(np.linalg.det(mt[:, :2]))))
+    if not k > 1e-3:  # a degenerate transform (the query squashed to a point): nothing to compare
+        return float("nan")
     q = view.grey
     if k < 0.5:
         q = cv2.resize(q, (max(2, round(q.shape[1] * k)), max(2, round(q.shape[0] * k))), interpolation=cv2.INTER_AREA)

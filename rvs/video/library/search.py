@@ -15,7 +15,8 @@ Frame mode: the query's pHash and histogram are compared with every sample of ev
 matched geometrically (ORB + one similarity transform, rvs.video.frames.geo_match), and the
 videos with a geometric match are searched as one video is (`find_moments` over their samples).
 When the video file is still where it was indexed, the best moment is refined at full frame rate
-(the frames within one sample interval), so the answer is the exact frame, not the nearest sample.
+(every frame within `REFINE_SAMPLES` sample intervals), so the answer is the exact frame, not
+the nearest sample.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 LIBRARY_K = 1000  # nearest track vectors fetched per person query (matches are far fewer)
 LIBRARY_SHORTLIST = 200  # frame mode: samples of the whole library matched geometrically
 PER_VIDEO_SHORTLIST = 6  # plus the best few of each video
+REFINE_INLIER_SHARE = 0.5  # refinement: frames matched with this share of the best inlier count compete on placement
+REFINE_SAMPLES = 2.5  # the best moment is refined over every frame within this many sample intervals
 
 
 def _r(x: float | None, nd: int = 4) -> float | None:
@@ -210,7 +213,7 @@ def _refine(path: str, around: float, half: float, views, config: Config) -> tup
         log.info("%s: not refined (%s)", path, e)
         return None
     fz = Featurizer(config)
-    best = None
+    found = []  # (time, GeoMatch) of every frame the query matches
     for t, rgb in frames:
         small = downscale(np.ascontiguousarray(rgb[:, :, ::-1]), config.video_width)
         _, _, desc, xy, _ = fz(small)
@@ -218,10 +221,16 @@ def _refine(path: str, around: float, half: float, views, config: Config) -> tup
         for v in views:
             g = geo_match(v.desc, v.xy, v.size, desc, xy.astype(np.float32), size, config.video_orb_ratio, config.video_min_inliers)
             if g.inliers >= config.video_min_inliers:
-                s = g.share * (1.0 - config.video_centre_weight * min(1.0, g.offset / max(config.video_centre_scale, 1e-6)))
-                if best is None or s > best[1]:
-                    best = (t, s)
-    return best
+                found.append((t, g))
+    if not found:
+        return None
+    # Every frame of a slow pan matches about as well; the query's own frame is the one it lands
+    # on where it was taken: centred (a screenshot, or a centred crop). Among the frames matched
+    # with at least half the best inlier count, the one where its centre lands closest to the
+    # frame's centre.
+    most = max(g.inliers for _, g in found)
+    t, g = min(((t, g) for t, g in found if g.inliers >= REFINE_INLIER_SHARE * most), key=lambda tg: (tg[1].offset, -tg[1].share))
+    return t, g.share * (1.0 - config.video_centre_weight * min(1.0, g.offset / max(config.video_centre_scale, 1e-6)))
 
 
 def search_frame(lib: Library, query_image: ImageLike, config: Config) -> LibraryResult:
@@ -271,10 +280,12 @@ def search_frame(lib: Library, query_image: ImageLike, config: Config) -> Librar
     hits.sort(key=lambda h: (h.decision != "same frame", -h.score))
     timings["moments"] = time.perf_counter() - t
     t = time.perf_counter()
-    if hits and hits[0].decision == "same frame":
+    if hits and hits[0].decision in ("same frame", "same shot"):
+        # Samples are 1 / sample_fps apart and a slow pan scores alike over several of them: the
+        # exact frame (its pixels, not a neighbour's) stands out once every frame is compared.
         h = hits[0]
         step = 1.0 / lib.videos[[v.name for v in lib.videos].index(h.video)].sample_fps
-        refined = _refine(h.path, h.best_time, 0.5 * step + 0.05, views, config)
+        refined = _refine(h.path, h.best_time, REFINE_SAMPLES * step, views, config)
         if refined is not None:
             h.best_time = h.segments[0].best_time = refined[0]
     timings["refine"] = time.perf_counter() - t
