@@ -186,7 +186,7 @@ def long_video(path: Path, seconds: int = 240, fps: int = 10) -> Path:
     """A slow pan over a photo of six faces, 640x360: person mode works on it for minutes."""
     if path.is_file():
         return path
-    from bench.videosynth import load_rgb, pan, write_video
+    from rvs.video.synth import load_rgb, pan, write_video
 
     photo = load_rgb(Config.from_env().data_dir / "photos" / "multiface.jpg")
     tmp = path.with_suffix(".tmp.mp4")

@@ -56,8 +56,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.videosynth import PlacedShot, Shot, load_rgb, pan, read_rgb, write_video  # noqa: E402
 from rvs.config import Config, default_data_dir  # noqa: E402
+from rvs.video.synth import PlacedShot, Shot, load_rgb, pan, read_rgb, write_video  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLIP_SECONDS = [12, 20, 30, 45, 60, 90, 120, 15, 25, 40]

@@ -1,7 +1,7 @@
 """Frame-search quality: does a query image find the right moment, and nothing in other videos?
 
 Test videos (built here with PyAV from ../shared/data, H.264 at crf 23, 25 fps; see
-bench/videosynth.py), each a sequence of shots with known frame ranges:
+rvs/video/synth.py), each a sequence of shots with known frame ranges:
 
 - `arcade_mix` (640x360, 6.1 s): three disjoint parts of arcade_faces.mp4 (0-1.2 s, 3.0-4.2 s,
   1.8-2.4 s) between a zoom into `photos/multiface.jpg` and a short (0.68 s) wide pan over it.
@@ -17,7 +17,7 @@ bench/videosynth.py), each a sequence of shots with known frame ranges:
   pans over a mosaic of other LFW people and over multiface.jpg. Frame i shows at 0.852 s + its
   offset on a player's clock, not at i / fps.
 - `vfr` (640x360, ~6 s): variable frame rate, frame durations 40 or 80 ms in runs of 3-12
-  (`videosynth.vfr_durations`): pans over two mosaics of other LFW people and a celebrity photo.
+  (`rvs.video.synth.vfr_durations`): pans over two mosaics of other LFW people and a celebrity photo.
 
 Queries: frames of each video (decoded in order by OpenCV, independently of rvs's timing) at known
 player times (what the writer set) (one or two per shot, the middle of short ones),
@@ -62,9 +62,9 @@ from PIL import Image, ImageEnhance, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.videosynth import PlacedShot, Shot, clip, load_rgb, pan, read_rgb, vfr_durations, write_video  # noqa: E402
 from rvs.config import Config, default_data_dir  # noqa: E402
 from rvs.video.api import read_frame, search_video_frames  # noqa: E402
+from rvs.video.synth import PlacedShot, Shot, clip, load_rgb, pan, read_rgb, vfr_durations, write_video  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TOLERANCE_S = 0.3

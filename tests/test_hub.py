@@ -277,7 +277,16 @@ def test_export_only_cli(hub, pushed, env, monkeypatch, capsys):
     # Besides the core: face thumbnails (empty here: random vectors have no photos) and the
     # example inputs found on this machine, all checksummed like the rest.
     assert set(core) <= set(files) and {"gallery/thumbs.bin", "gallery/thumbs.npy", "examples/examples.json"} <= set(files)
-    assert all(f in core or f.startswith(("gallery/", "examples/")) for f in files), files
+    assert all(f in core or f.startswith(("gallery/", "examples/", "video-library/")) for f in files), files
+    # A small video library with its videos, built with the gallery's model, named inside the folder.
+    from rvs.video.library import store
+
+    arts = verify_artifact_folder(out)
+    lib = store.load(arts.video_library)
+    assert sorted(v.name for v in lib.videos) == ["arcade_faces.mp4", "celebrities.mp4", "group.mp4"]
+    assert lib.model_id == MODEL_ID and all(Path(v.path).is_file() and Path(v.path).is_relative_to(out) for v in lib.videos)
+    assert arts.apply(Config()).video_library == str(arts.video_library)
+    assert arts.apply(Config(video_library="/mine")).video_library == "/mine"  # the user's own library wins
 
 
 def test_failed_update_falls_back_to_previous_snapshot(hub, pushed, env):

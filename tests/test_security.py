@@ -169,7 +169,7 @@ def test_user_errors_log_one_line_no_traceback(app_server, tmp_path, capfd, capl
 def long_video(tmp_path_factory) -> Path:
     """60 s at 5 fps, 640x360: a slow pan over a photo of six faces (person mode works for long)."""
     sys.path.insert(0, str(PROJECT_ROOT))
-    from bench.videosynth import load_rgb, pan, write_video
+    from rvs.video.synth import load_rgb, pan, write_video
 
     path = tmp_path_factory.mktemp("long") / "long.mp4"
     write_video(path, [pan(load_rgb(PHOTOS / "multiface.jpg"), (0.3, 0.5, 0.8), (0.7, 0.5, 0.8), 300, "pan")], size=(640, 360), fps=5)
@@ -218,7 +218,7 @@ def test_long_videos_are_refused_by_the_app(app_server, long_video):
 def test_concurrent_searches_of_one_upload_do_not_collide(app_server, tmp_path):
     _, _, service = app_server
     sys.path.insert(0, str(PROJECT_ROOT))
-    from bench.videosynth import load_rgb, pan, write_video
+    from rvs.video.synth import load_rgb, pan, write_video
 
     video = tmp_path / "clip.mp4"
     write_video(video, [pan(load_rgb(PHOTOS / "multiface.jpg"), (0.3, 0.5, 0.8), (0.7, 0.5, 0.8), 40, "pan")], size=(480, 270), fps=10)

@@ -199,7 +199,7 @@ PHOTOS = default_data_dir() / "photos"
 def shots_video(tmp_path_factory):
     """4 s at 25 fps, 480x270: a pan over multiface.jpg, part of the sample video, a short (0.68 s)
     zoom into a portrait, another part of the sample video. Returns (path, [(first, last) frame])."""
-    from bench.videosynth import clip, load_rgb, pan, read_rgb, write_video
+    from rvs.video.synth import clip, load_rgb, pan, read_rgb, write_video
 
     af = read_rgb(VIDEO, 105)
     shots = [
@@ -544,7 +544,7 @@ def timed_videos(tmp_path_factory):
     """Two videos with a face shot (Colin Powell) between shots without faces, written the way
     real files come: `late` with its video stream starting 0.852 s after its audio, `vfr` with
     frame durations of 40 and 80 ms. Returns {name: (path, placed shots)}."""
-    from bench.videosynth import load_rgb, pan, vfr_durations, write_video
+    from rvs.video.synth import load_rgb, pan, vfr_durations, write_video
 
     powell = load_rgb(LFW_DIR / "Colin_Powell" / "Colin_Powell_0001.jpg")
     shots = [
@@ -563,7 +563,7 @@ def timed_videos(tmp_path_factory):
 def test_frame_mode_answers_on_the_players_clock(cfg, timed_videos, name):
     """The moment of a frame is where a player shows it (not frame index / fps: 0.85 s early
     for the late stream, drifting for the variable rate), and read_frame at that time returns it."""
-    from bench.videosynth import read_rgb
+    from rvs.video.synth import read_rgb
 
     path, placed = timed_videos[name]
     decoded = read_rgb(path)

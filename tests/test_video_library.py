@@ -44,7 +44,7 @@ def _texture(seed: int) -> np.ndarray:
 def folder(tmp_path_factory):
     """arcade.mp4 (the 1080p sample), powell.mp4 (late-starting stream: shapes, Colin Powell from
     0.852 + 1.0 s to ~3.4 s, shapes), shapes.mp4 (no faces, variable frame rate), broken.mp4."""
-    from bench.videosynth import load_rgb, pan, vfr_durations, write_video
+    from rvs.video.synth import load_rgb, pan, vfr_durations, write_video
 
     d = tmp_path_factory.mktemp("videos")
     shutil.copy(VIDEO, d / "arcade.mp4")
@@ -117,7 +117,7 @@ def test_person_of_the_sample_video(library):
 
 
 def test_picture_found_in_its_video_at_its_time(library, folder):
-    from bench.videosynth import read_rgb
+    from rvs.video.synth import read_rgb
 
     out, _, _ = library
     d, placed = folder
@@ -138,7 +138,7 @@ def test_update_indexes_only_the_new_video(library, folder, tmp_path, monkeypatc
     shutil.copytree(out, lib_copy)
     new = tmp_path / "videos"
     shutil.copytree(d, new)
-    from bench.videosynth import pan, write_video
+    from rvs.video.synth import pan, write_video
 
     write_video(new / "new.mp4", [pan(_texture(9), (0.4, 0.5, 0.6), (0.6, 0.5, 0.6), 30, "shapes 9")], size=(320, 180))
     calls: list[str] = []
@@ -219,3 +219,31 @@ def test_app_searches_the_library(library, tmp_path):
     shutil.copytree(out, bad)
     (bad / "vector_refs.npy").write_bytes(b"not numpy")
     assert Service(Config(video_library=str(bad)), None, None, problem="x").video_library is None
+
+
+def test_ray_index_and_milvus_search_agree(library, folder, tmp_path):
+    """Beyond one machine: one Ray Data task per video (a local Ray here) builds the same library,
+    and the Milvus backend (Milvus Lite here) answers as exact search does."""
+    import dataclasses
+
+    d, _ = folder
+    small = tmp_path / "videos"
+    small.mkdir()
+    shutil.copy(d / "powell.mp4", small / "powell.mp4")
+    shutil.copytree(d / "sub", small / "sub")
+    s = indexer.index_folder(small, tmp_path / "ray-lib", Config(), ray="", log_line=lambda _: None, progress=False)
+    assert s["indexed"] == 2 and s["skipped"] == {}
+    ray_lib = store.load(tmp_path / "ray-lib")
+    out, _, _ = library
+    ref = store.load(out)
+    powell = next(i for i, v in enumerate(ref.videos) if v.name == "powell.mp4")
+    mine = next(i for i, v in enumerate(ray_lib.videos) if v.name == "powell.mp4")
+    assert np.allclose(ray_lib.tracks(mine).vectors, ref.tracks(powell).vectors, atol=1e-4)
+    query = LFW / "Colin_Powell" / "Colin_Powell_0002.jpg"
+    exact = search_person(ref, query, Config(search_backend="exact"))
+    lib_m = store.load(out)
+    try:
+        milvus = search_person(lib_m, query, dataclasses.replace(Config(), search_backend="milvus", milvus_uri=str(tmp_path / "m.db")))
+    finally:
+        lib_m.close()
+    assert [h.to_dict() for h in milvus.hits] == [h.to_dict() for h in exact.hits]

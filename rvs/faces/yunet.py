@@ -12,14 +12,16 @@ sha256 (rvs.models.zoo); `Config.yunet_weights` is "opencv-zoo-2023mar" or a pat
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rvs.config import Config
 from rvs.errors import WeightsError
-from rvs.faces.detect import Face
-from rvs.faces.warp import align_face
 from rvs.models.zoo import ZooFile
+
+if TYPE_CHECKING:
+    from rvs.faces.detect import Face
 
 FILE = ZooFile(
     name="face_detection_yunet_2023mar.onnx",
@@ -55,6 +57,9 @@ class YuNetDetector:
         min_face_size: in the frame's pixels (default: the detector's)."""
         min_size = self.min_face_size if min_face_size is None else min_face_size
         import cv2
+
+        from rvs.faces.detect import Face
+        from rvs.faces.warp import align_face
 
         h, w = rgb.shape[:2]
         s = min(1.0, max_side / max(h, w)) if max_side > 0 else 1.0

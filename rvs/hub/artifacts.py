@@ -5,6 +5,8 @@
     model.safetensors.json  sidecar {model_id, sha256}: what `rvs.models.weights.load_local` reads
     model.json              model_id, sha256, source, embedding dim, normalisation, input format
     face_recognition_sface_2021dec.onnx   SFace, when the gallery's model reads it (sface, fused)
+    face_detection_yunet_2023mar.onnx     YuNet, beside SFace (video faces: rvs.video.faces)
+    video-library/          a small video library with its videos (rvs.hub.library), when built
     index/                  an rvs index folder (manifest.json, index.ann, embeddings.npy, meta.json)
     README.md               model card (rvs.hub.modelcard)
     rvs.json                format, model_id, gallery size, sha256 + bytes of every file above
@@ -26,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from rvs.config import Config
 from rvs.errors import IndexError_, RvsError, WeightsError
 from rvs.faces.embedders.sface import FILE_NAME as SFACE_FILE
+from rvs.faces.yunet import FILE as YUNET
 from rvs.gallery.store import read_manifest, verify_files
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,7 @@ MODEL_JSON = "model.json"
 CARD_FILE = "README.md"
 INDEX_SUBDIR = "index"
 GALLERY_SUBDIR = "gallery"  # face thumbnails (rvs.gallery.thumbnails)
+LIBRARY_SUBDIR = "video-library"  # a small video library with its videos (rvs.hub.library)
 REQUIRED_FILES = (WEIGHTS_FILE, MODEL_JSON, f"{INDEX_SUBDIR}/manifest.json")
 SHA_RE = re.compile(r"[0-9a-f]{40}")
 
@@ -76,6 +80,8 @@ class Artifacts:
     commit: str | None = None
     offline: bool = False
     sface_path: Path | None = None  # the artifact's SFace file (checked by size + sha256 when loaded)
+    yunet_path: Path | None = None  # the artifact's YuNet file (likewise)
+    video_library: Path | None = None  # the artifact's video library folder
 
     def describe(self) -> str:
         """One line for the UI: what the gallery is, which model, from where."""
@@ -93,6 +99,10 @@ class Artifacts:
         over = {"weights": self.weights_spec, "index_dir": self.index_dir}
         if self.sface_path is not None:
             over["sface_weights"] = str(self.sface_path)
+        if self.yunet_path is not None:
+            over["yunet_weights"] = str(self.yunet_path)
+        if self.video_library is not None and not config.video_library:  # a library the user set wins
+            over["video_library"] = str(self.video_library)
         return config_for_model_id(dataclasses.replace(config, **over), self.model_id)
 
 
@@ -138,7 +148,7 @@ def verify_artifact_folder(folder: str | os.PathLike, origin: str | None = None)
     folder = Path(folder)
     label = origin or str(folder)
     m = read_artifact_manifest(folder, label)
-    verify_files(folder, m, label, RVS_JSON, lambda name: BadWeightsFile if name.startswith("model.") or name == SFACE_FILE else BadIndexFile)
+    verify_files(folder, m, label, RVS_JSON, lambda name: BadWeightsFile if name.startswith("model.") or name in (SFACE_FILE, YUNET.name) else BadIndexFile)
     index_dir = folder / INDEX_SUBDIR
     manifest = read_manifest(index_dir)
     for name, info in manifest.get("files", {}).items():
@@ -168,6 +178,8 @@ def verify_artifact_folder(folder: str | os.PathLike, origin: str | None = None)
         n_identities=int(manifest.get("n_identities", 0)),
         origin=origin or f"local: {folder}",
         sface_path=folder / SFACE_FILE if SFACE_FILE in m["files"] else None,
+        yunet_path=folder / YUNET.name if YUNET.name in m["files"] else None,
+        video_library=folder / LIBRARY_SUBDIR if f"{LIBRARY_SUBDIR}/library.json" in m["files"] else None,
     )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rvs.config import Config
-from rvs.errors import IndexError_, RvsError
+from rvs.errors import IndexError_, RvsError, WeightsError
 from rvs.fileio import folder_swap, sha256_file, write_json_atomic
 from rvs.gallery.store import read_manifest, verify_files
 from rvs.hub.artifacts import (
@@ -87,15 +87,28 @@ def export_artifacts(
             "export the weights the index was built with (--weights), or rebuild the index"
         )
     sface_bytes = sface_mod.load_bytes(mcfg)[0] if kind is not None and "aligned" in get_spec(kind).inputs else None
+    # YuNet finds video faces for models reading aligned faces (rvs.video.faces): it travels with SFace.
+    yunet_bytes = None
+    if sface_bytes is not None:
+        from rvs.faces import yunet
+
+        try:
+            yunet_bytes = yunet.FILE.load_bytes(str(mcfg.yunet_weights), mcfg.cache_dir)[0]
+        except WeightsError as e:
+            log.warning("%s; the artifact carries no YuNet (video faces fall back to MTCNN)", e)
     out = Path(out_dir).expanduser()
     with folder_swap(out) as tmp:
         if sface_bytes is not None:
             (tmp / sface_mod.FILE_NAME).write_bytes(sface_bytes)
+        if yunet_bytes is not None:
+            from rvs.faces import yunet
+
+            (tmp / yunet.FILE.name).write_bytes(yunet_bytes)
         source = _public_source(spec, w.source)
         _write_weights(tmp, w, model_id, kind, source, sface_bytes is not None, manifest, config)
         _write_index(tmp, src, manifest)
-        if extras:  # faces for the result tiles and example inputs: a Space has neither the photos nor ../shared
-            _export_extras(tmp, src, manifest, config)
+        if extras:  # faces for the result tiles, example inputs, a video library: a Space has neither the photos nor ../shared
+            _export_extras(tmp, src, manifest, mcfg)
         _write_card(tmp, model_id, kind, source, manifest, config, card_info)
         _write_file_list(tmp, model_id, manifest)
         verify_artifact_folder(tmp)  # never hand out a folder that would be refused on pull
@@ -222,6 +235,13 @@ def _export_extras(tmp: Path, src: Path, manifest: dict, config: Config) -> None
     except Exception as e:  # examples are a nicety: a person-mode still needs the detector
         log.warning("no detector for the person-mode example: %s", e)
     bundle_examples(config, tmp, meta, detector)
+    from rvs.hub.library import bundle_library
+
+    try:
+        n = bundle_library(config, tmp)
+        log.info("bundled a video library of %d videos", n)
+    except Exception as e:  # the library is a nicety too: the gallery is what the artifact is for
+        log.warning("no video library in the artifact: %s", e)
 
 
 def push_artifacts(

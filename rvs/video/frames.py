@@ -664,15 +664,110 @@ def find_moments(feats: FrameFeatures, ph: np.ndarray, hist: np.ndarray, geo: Ge
 SIMILAR_SCENE_HIST = 0.9  # no geometric match, but colours this close (histogram correlation): "similar scene"
 
 
+def _hit(feats: FrameFeatures, j: int, fused: np.ndarray, rank: np.ndarray, ph: np.ndarray, hist: np.ndarray, orb: np.ndarray, geo: GeoScores | None = None) -> FrameHit:
+    """Sample j as a FrameHit: its time, scores, and (moments) its geometric match."""
+    g = geo.match.get(j) if geo is not None else None
+    return FrameHit(
+        frame=int(feats.frames[j]),
+        time=float(feats.times[j]),
+        score=float(fused[j]),
+        rank=float(rank[j]),
+        phash=float(ph[j]),
+        hist=float(hist[j]),
+        orb=None if np.isnan(orb[j]) else float(orb[j]),
+        inliers=None if g is None else g.inliers,
+        flipped=None if g is None else bool(geo.orient[j]),
+    )
+
+
+@dataclass
+class FrameAnswer:
+    """What one method answers on a video's features (see `search_frames`)."""
+
+    threshold: float
+    segments: list[Segment]
+    curve_scores: np.ndarray
+    closest: FrameHit | None
+    moments: list[Moment]
+
+
+def moments_method(feats: FrameFeatures, q_hist: np.ndarray, views: list[QueryView], streamed: dict, config: Config) -> FrameAnswer:
+    """The default method: geometric matching, moments with a reading (see the module docstring)."""
+    times = feats.times
+    hist = hist_correlation(feats.hist, q_hist)
+    ph = np.max([1.0 - np.bitwise_count(feats.phash ^ v.phash).astype(np.float32) / 64.0 for v in views], axis=0)
+    geo = GeoScores(feats, views, config, streamed)
+    peaks = find_moments(feats, ph, hist, geo, config)
+    score = geo.score
+    orb = np.full(len(ph), np.nan, np.float32)
+    for j, g in geo.match.items():
+        orb[j] = g.share
+
+    def hit(j: int) -> FrameHit:
+        return _hit(feats, j, score, score, ph, hist, orb, geo)
+
+    moments = []
+    for p in peaks:
+        hits = [hit(k) for k in range(p.first, p.last + 1) if not np.isnan(score[k])]
+        ncc = None if np.isnan(p.ncc) else p.ncc
+        moments.append(Moment(float(times[p.frame]), int(feats.frames[p.frame]), float(score[p.frame]), p.reading, hits[0].time, hits[-1].time, ncc, hit(p.frame)))
+    best = max((m.score for m in moments), default=0.0)
+    threshold = config.video_same_frame_ratio * best if moments else float("nan")
+    segments = [
+        Segment(m.start, m.end, m.frame, m.time, m.score, m.score, [h for h in (hit(k) for k in range(p.first, p.last + 1)) if not np.isnan(h.score)])
+        for m, p in zip(moments, peaks)
+        if m.reading == "same frame"
+    ]
+    has_score = np.nan_to_num(score, nan=-1.0)
+    closest = None
+    if moments:
+        closest = moments[0].hit
+    elif len(ph) and np.max(has_score) > 0:
+        closest = hit(int(np.argmax(has_score)))
+    elif len(ph):  # no geometric match anywhere: the frame that looks most alike
+        j = int(np.argmax(hist + ph))
+        closest = hit(j)
+        if hist[j] >= SIMILAR_SCENE_HIST:
+            moments.append(Moment(float(times[j]), int(feats.frames[j]), float(np.nan_to_num(score[j])), "similar scene", float(times[j]), float(times[j]), None, closest))
+    return FrameAnswer(threshold, segments, score, closest, moments)
+
+
+def report_method(feats: FrameFeatures, query: tuple[np.uint64, np.ndarray, np.ndarray], streamed: dict, fusion: str, threshold: float, config: Config) -> FrameAnswer:
+    """The original report's rules ("report": max/min fusion; "mean"): pHash + histogram over
+    every frame, ORB on the shortlist, a fixed threshold, segments of matching frames."""
+    q_phash, q_hist, q_desc = query
+    ratio = config.video_orb_ratio
+    hist = hist_correlation(feats.hist, q_hist)
+    ph = 1.0 - np.bitwise_count(feats.phash ^ q_phash).astype(np.float32) / 64.0
+    orb = np.full(len(ph), np.nan, np.float32)
+    # Only the shortlist gets ORB, streamed or not, so a cached query answers the same.
+    sl = shortlist(ph, hist, config.video_shortlist)
+    todo = [int(j) for j in sl if int(j) not in streamed]
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        for j, sim in zip(todo, pool.map(lambda j: orb_similarity(q_desc, feats.descriptors(j), ratio), todo)):
+            orb[j] = sim
+    for j in sl:
+        if int(j) in streamed:
+            orb[j] = streamed[int(j)]
+    # Rank: mean of the three (ORB counted as 0 where not computed, i.e. off the shortlist).
+    rank = (ph + hist + np.nan_to_num(orb, nan=0.0)) / 3.0
+    fused = rank if fusion == "mean" else fuse(ph, hist, orb, config.video_fuse_high)
+    matched = np.flatnonzero(fused >= threshold)
+    segments = group_segments([_hit(feats, j, fused, rank, ph, hist, orb) for j in matched], config.video_segment_gap)
+    closest = _hit(feats, int(np.lexsort((fused, rank))[-1]), fused, rank, ph, hist, orb) if len(rank) else None
+    return FrameAnswer(threshold, segments, fused, closest, [])
+
+
 def search_frames(query_image: ImageLike, video_path: str | os.PathLike, config: Config, progress: Progress | None = None) -> VideoResult:
-    """See `rvs.video.api.search_video_frames`."""
+    """See `rvs.video.api.search_video_frames`: the query's features, the video's (cached or
+    decoded now), then one method (`moments_method` or `report_method`)."""
     timer = StageTimer()
     fusion, threshold = fusion_rule(config)  # bad settings and a bad query fail before decoding
     with timer.stage("query_features_s"):
         if fusion == "moments":
             q_hist, views = query_views(query_image, config)
         else:
-            q_phash, q_hist, q_desc = query_features(query_image, config)
+            query = query_features(query_image, config)
     path = check_video_path(video_path)
     ratio = config.video_orb_ratio
     # When the video is decoded now, match ORB per frame as it streams by: the consumer thread has
@@ -685,81 +780,16 @@ def search_frames(query_image: ImageLike, video_path: str | os.PathLike, config:
             v = views[0]  # as given: the mirror image is compared only if this finds nothing (GeoScores)
             streamed[j] = geo_match(v.desc, v.xy, v.size, desc, xy, size, ratio, config.video_min_inliers)
         else:
-            streamed[j] = orb_similarity(q_desc, desc, ratio)
+            streamed[j] = orb_similarity(query[2], desc, ratio)
 
     feats, cached = load_or_extract(path, config, scaled_progress(progress, 0.0, 0.9), timer, on_frame)
     if progress:
         progress(0.9, "comparing frames")
-    moments: list[Moment] = []
     with timer.stage("match_s"):
-        times = feats.times
-        hist = hist_correlation(feats.hist, q_hist)
         if fusion == "moments":
-            ph = np.max([1.0 - np.bitwise_count(feats.phash ^ v.phash).astype(np.float32) / 64.0 for v in views], axis=0)
-            geo = GeoScores(feats, views, config, streamed)
-            peaks = find_moments(feats, ph, hist, geo, config)
-            fused = rank = geo.score
-            orb = np.full(len(ph), np.nan, np.float32)
-            for j, g in geo.match.items():
-                orb[j] = g.share
+            ans = moments_method(feats, q_hist, views, streamed, config)
         else:
-            ph = 1.0 - np.bitwise_count(feats.phash ^ q_phash).astype(np.float32) / 64.0
-            orb = np.full(len(ph), np.nan, np.float32)
-            # Only the shortlist gets ORB, streamed or not, so a cached query answers the same.
-            sl = shortlist(ph, hist, config.video_shortlist)
-            todo = [int(j) for j in sl if int(j) not in streamed]
-            with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-                for j, sim in zip(todo, pool.map(lambda j: orb_similarity(q_desc, feats.descriptors(j), ratio), todo)):
-                    orb[j] = sim
-            for j in sl:
-                if int(j) in streamed:
-                    orb[j] = streamed[int(j)]
-            # Rank: mean of the three (ORB counted as 0 where not computed, i.e. off the shortlist).
-            rank = (ph + hist + np.nan_to_num(orb, nan=0.0)) / 3.0
-            fused = rank if fusion == "mean" else fuse(ph, hist, orb, config.video_fuse_high)
-
-        def hit(j: int) -> FrameHit:
-            g = geo.match.get(j) if fusion == "moments" else None
-            return FrameHit(
-                frame=int(feats.frames[j]),
-                time=float(times[j]),
-                score=float(fused[j]),
-                rank=float(rank[j]),
-                phash=float(ph[j]),
-                hist=float(hist[j]),
-                orb=None if np.isnan(orb[j]) else float(orb[j]),
-                inliers=None if g is None else g.inliers,
-                flipped=None if g is None else bool(geo.orient[j]),
-            )
-
-        if fusion == "moments":
-            for p in peaks:
-                hits = [hit(k) for k in range(p.first, p.last + 1) if not np.isnan(fused[k])]
-                ncc = None if np.isnan(p.ncc) else p.ncc
-                moments.append(Moment(float(times[p.frame]), int(feats.frames[p.frame]), float(fused[p.frame]), p.reading, hits[0].time, hits[-1].time, ncc, hit(p.frame)))
-            best = max((m.score for m in moments), default=0.0)
-            threshold = config.video_same_frame_ratio * best if moments else float("nan")
-            segments = [
-                Segment(m.start, m.end, m.frame, m.time, m.score, m.score, [h for h in (hit(k) for k in range(p.first, p.last + 1)) if not np.isnan(h.score)])
-                for m, p in zip(moments, peaks)
-                if m.reading == "same frame"
-            ]
-            has_score = np.nan_to_num(fused, nan=-1.0)
-            if moments:
-                closest = moments[0].hit
-            elif len(ph) and np.max(has_score) > 0:
-                closest = hit(int(np.argmax(has_score)))
-            elif len(ph):  # no geometric match anywhere: the frame that looks most alike
-                j = int(np.argmax(hist + ph))
-                closest = hit(j)
-                if hist[j] >= SIMILAR_SCENE_HIST:
-                    moments.append(Moment(float(times[j]), int(feats.frames[j]), float(np.nan_to_num(fused[j])), "similar scene", float(times[j]), float(times[j]), None, closest))
-            else:
-                closest = None
-        else:
-            matched = np.flatnonzero(fused >= threshold)
-            segments = group_segments([hit(j) for j in matched], config.video_segment_gap)
-            closest = hit(int(np.lexsort((fused, rank))[-1])) if len(rank) else None
+            ans = report_method(feats, query, streamed, fusion, threshold, config)
     if progress:
         progress(1.0, "done")
     return VideoResult.of(
@@ -769,11 +799,11 @@ def search_frames(query_image: ImageLike, video_path: str | os.PathLike, config:
         feats.sample_fps,
         cached,
         n_samples=len(feats.frames),
-        threshold=threshold,
-        segments=segments,
-        curve=[(float(t), float(s)) for t, s in zip(times, fused)],
-        closest=closest,
+        threshold=ans.threshold,
+        segments=ans.segments,
+        curve=[(float(t), float(s)) for t, s in zip(feats.times, ans.curve_scores)],
+        closest=ans.closest,
         timings=timer.done(),
-        moments=moments,
+        moments=ans.moments,
         fusion=fusion,
     )

@@ -180,6 +180,12 @@ def load(folder: str | os.PathLike, expect_model_id: str | None = None) -> Libra
             f"the video library at {folder} was built with {m['model_id']}, not {expect_model_id}: "
             f"search it with --model {m.get('model', '?')} or re-index it"
         )
+    for v in videos:  # a library shipped with its videos names them relative to its folder
+        if not Path(v.path).is_absolute():
+            rel = Path(v.path)
+            if ".." in rel.parts:
+                raise IndexError_(f"{folder / MANIFEST}: a video path leaves the library folder ({v.path!r})")
+            v.path = str(folder / rel)
     return Library(folder, m["model_id"], m.get("recipe", {}), m.get("settings", {}), videos, vectors.astype(np.float32), refs.astype(np.int64))
 
 

@@ -1,4 +1,5 @@
-"""Test videos with known shots and times, for frame-search quality (bench/video_quality.py, tests).
+"""Videos with known shots and times: the benchmarks' and tests' test videos (bench/video_quality.py,
+bench/video_library.py) and the small library a published artifact carries (rvs.hub.library).
 
 A video is a list of shots, written with PyAV (H.264, yuv420p; constant frame rate unless
 `durations` says otherwise):
