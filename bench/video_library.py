@@ -160,7 +160,7 @@ def appearances(clips: list[Clip]) -> list[tuple[str, str, float, float]]:
 
 
 def person_quality(lib, clips, photos, strangers, cfg, models) -> dict:
-    from rvs.video.library.search import search_person
+    from rvs.library.search import search_person
 
     truth = appearances(clips)
     lfw = next(iter(photos.values()))[0].parent.parent
@@ -223,7 +223,7 @@ def _variants() -> dict:
 
 
 def frame_quality(lib, clips, folder: Path, data: Path, strangers, cfg, rng) -> dict:
-    from rvs.video.library.search import search_frame
+    from rvs.library.search import search_frame
 
     variants = _variants()
     queries = []
@@ -279,8 +279,8 @@ def scaled_search(lib, cfg: Config, models, cast_queries: list[Path], index_dir:
     from bench.scale import LfwStats, synth_gallery
     from rvs.faces.embedders import video_threshold
     from rvs.gallery.store import FaceIndex
+    from rvs.library.search import person_hits
     from rvs.video.faces import query_embedding
-    from rvs.video.library.search import person_hits
 
     per_hour = len(lib.vectors) / lib.hours
     n_total = int(np.ceil(per_hour * TARGET_HOURS))
@@ -325,9 +325,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "video_library.json")
     ap.add_argument("--no-naive", action="store_true")
     args = ap.parse_args()
+    from rvs.library import store
+    from rvs.library.indexer import index_folder
     from rvs.video.faces import face_models
-    from rvs.video.library import store
-    from rvs.video.library.indexer import index_folder
 
     load_start = os.getloadavg()
     t0 = time.perf_counter()

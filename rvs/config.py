@@ -236,7 +236,7 @@ class Config:
     # Where video features are cached (None: cache_dir/video). The app gives each search of an
     # upload a private one, removed afterwards, so concurrent searches never share or delete it.
     video_cache_dir: Path | None = None
-    # The video library (rvs/video/library; `python -m rvs videos`): "" = <cache_dir>/video-library.
+    # The video library (rvs/library; `python -m rvs videos`): "" = <cache_dir>/video-library.
     # The app offers "search the video library" when this folder holds one.
     video_library: str = ""
     # --- the served app only (the CLI is unlimited) ---

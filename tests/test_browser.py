@@ -119,11 +119,12 @@ def test_video_tab_person_example(page):
     assert re.search(r"\d+ matching segments?", summary.inner_text()) and "No match" not in summary.inner_text()
     caption = page.locator("#rvs-frames .caption-label").first
     caption.wait_for()
-    # A real match: the person's frame (the example query is their face at 1.00 s) with a score over
-    # the threshold (cosine 0.5 = distance 1.0), not "closest: ... (below threshold)".
+    # A real match: the person's frame (the example query is their face at 1.00 s) with a score far
+    # over the threshold (SFace's video threshold 1.06 is cosine 0.44), not "closest: ... (below
+    # threshold)". Faces are embedded once per track chunk, so the score is the chunk's.
     text = caption.inner_text()
     m = re.fullmatch(r"00:(\d\d\.\d\d) · score (\d\.\d\d)", text)
     assert m, text
-    assert abs(float(m[1]) - 1.0) <= 0.5 and float(m[2]) >= 0.9, text
+    assert abs(float(m[1]) - 1.0) <= 0.5 and float(m[2]) >= 0.7, text
     page.screenshot(path=str(ARTIFACTS / "browser_video_search.png"), full_page=True)
 

@@ -279,7 +279,7 @@ def test_export_only_cli(hub, pushed, env, monkeypatch, capsys):
     assert set(core) <= set(files) and {"gallery/thumbs.bin", "gallery/thumbs.npy", "examples/examples.json"} <= set(files)
     assert all(f in core or f.startswith(("gallery/", "examples/", "video-library/")) for f in files), files
     # A small video library with its videos, built with the gallery's model, named inside the folder.
-    from rvs.video.library import store
+    from rvs.library import store
 
     arts = verify_artifact_folder(out)
     lib = store.load(arts.video_library)

@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"lfw", "models"},  # the dataset; the model weights
     {"faces"},  # image -> faces -> embeddings
     {"gallery", "video", "eval"},  # embeddings -> gallery -> results; video search; evaluation
+    {"library"},  # a library of videos: video search indexed once, searched with the gallery's backends
     {"hub", "train"},  # publishing galleries; training
     {"app"},  # the demo's back end
     {"commands", "cli"},  # python -m rvs COMMAND: one module per command

@@ -1,4 +1,4 @@
-"""The video library (rvs.video.library, `python -m rvs videos`): three small real videos and a
+"""The video library (rvs.library, `python -m rvs videos`): three small real videos and a
 corrupt one, indexed once; which video shows a person and when, where a picture appears,
 incremental updates, removal, and the CLI."""
 
@@ -17,8 +17,8 @@ from PIL import Image
 
 from rvs.config import PROJECT_ROOT, Config, default_data_dir
 from rvs.errors import IndexError_
-from rvs.video.library import indexer, store
-from rvs.video.library.search import search_frame, search_person
+from rvs.library import indexer, store
+from rvs.library.search import search_frame, search_person
 
 DATA = default_data_dir()
 VIDEO = DATA / "videos" / "arcade_faces.mp4"

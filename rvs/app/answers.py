@@ -246,7 +246,7 @@ def results_csv(data: dict) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The video library (rvs.video.library)
+# The video library (rvs.library)
 
 LIBRARY_MODES = {"person": "This person, in every video", "frame": "This picture, in every video"}
 

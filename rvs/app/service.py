@@ -316,7 +316,7 @@ class Service:
     def _load_video_library(self):
         """The configured video library (`Config.video_library`), or None: absent, or refused in
         one logged line (a damaged library never stops the app)."""
-        from rvs.video.library import store
+        from rvs.library import store
 
         folder = self.config.video_library_dir()
         if not (folder / store.MANIFEST).is_file():
@@ -330,7 +330,7 @@ class Service:
     def search_library(self, query: Any, mode: str, query_name: str | None = None) -> tuple[list, str, dict]:
         """Which videos of the library show the query's person (mode "person") or picture ("frame")."""
         from rvs.app.answers import library_answer
-        from rvs.video.library.search import search_frame, search_person
+        from rvs.library.search import search_frame, search_person
         from rvs.video.reader import read_frame
 
         lib = self.video_library

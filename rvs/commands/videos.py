@@ -72,11 +72,11 @@ def _search_table(r, top: int) -> str:
 def run(args: argparse.Namespace) -> int:
     from rvs.config import Config
     from rvs.errors import BadInputError
-    from rvs.video.library import store
+    from rvs.library import store
 
     cfg = Config.from_env()
     if args.action == "index":
-        from rvs.video.library.indexer import index_folder
+        from rvs.library.indexer import index_folder
 
         out = library_dir(cfg, args.out)
         say = (lambda s: print(s, file=sys.stderr)) if args.json else print
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     lib_dir = library_dir(cfg, args.library)
     if args.action == "search":
-        from rvs.video.library.search import search_frame, search_person
+        from rvs.library.search import search_frame, search_person
 
         lib = store.load(lib_dir)
         r = search_person(lib, args.photo, cfg) if args.mode == "person" else search_frame(lib, args.photo, cfg)
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  {v.name:<40} {_fmt_time(v.duration):>8}  {v.width}x{v.height}  {v.n_tracks:>4} face tracks  {v.n_shots:>4} shots")
         return 0
     if args.action == "remove":
-        from rvs.video.library.indexer import remove_videos
+        from rvs.library.indexer import remove_videos
 
         gone = remove_videos(lib_dir, args.names)
         missing = [n for n in args.names if n not in gone]

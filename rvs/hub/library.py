@@ -4,7 +4,7 @@ so a Space offers "search the video library" without any video of its own.
 Built at export time from what this machine has: the shared sample video (`arcade_faces.mp4`,
 people walking) and two short synthesised videos (rvs.video.synth: slow pans over the example
 celebrity photos and the group photo, one with a late-starting video stream, one with a variable
-frame rate), indexed with the gallery's model (rvs.video.library). The videos travel in
+frame rate), indexed with the gallery's model (rvs.library). The videos travel in
 `video-library/media/`, and the library names them by paths relative to its folder, so the
 artifact works wherever it is unpacked. Every file is listed in rvs.json and checked on pull.
 """
@@ -41,8 +41,8 @@ def _synthesise(data: Path, media: Path) -> None:
 def bundle_library(config: Config, out_dir: Path) -> int:
     """Build the artifact's video library into out_dir/video-library; returns its video count
     (0, and nothing written, when this machine has none of the source media)."""
-    from rvs.video.library import store
-    from rvs.video.library.indexer import index_folder
+    from rvs.library import store
+    from rvs.library.indexer import index_folder
 
     data = Path(config.data_dir)
     lib = out_dir / LIBRARY_SUBDIR

@@ -18,8 +18,8 @@ Both searches return a `VideoResult`: matching time segments (best first), a per
 
 The package, stage by stage: `info` (a video's facts), `reader` (check, probe, stream and read
 frames; `decode` is its PyAV path), `cache` (one feature cache for both modes), `frames` and
-`faces` (the two modes; `tracks` links faces into tracks), `results` (what they answer),
-`library` (many videos indexed once, searched like a gallery). This module is the entry point.
+`faces` (the two modes; `tracks` links faces into tracks), `results` (what they answer);
+rvs.library indexes many videos once and searches them like a gallery. This module is the entry point.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ decode thread.
 The tracks (rvs.video.tracks.FaceTracks: faces, their tracks and chunks, the embedded vectors)
 are cached per video content hash, sampling rate, detector, tracker settings and embedding
 recipe, so asking about another person in the same video costs one query embedding:
-`meta.json` + `tracks.npz`, no pickle. The video library (rvs.video.library) stores the same.
+`meta.json` + `tracks.npz`, no pickle. The video library (rvs.library) stores the same.
 """
 
 from __future__ import annotations

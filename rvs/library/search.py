@@ -32,8 +32,8 @@ import numpy as np
 from rvs.config import Config
 from rvs.faces.embedders import video_threshold
 from rvs.imageio import ImageLike
+from rvs.library.store import Library
 from rvs.video.faces import VideoFaceModels, face_models, query_embedding, torch_threads
-from rvs.video.library.store import Library
 
 log = logging.getLogger(__name__)
 

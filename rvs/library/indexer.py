@@ -32,13 +32,13 @@ from rvs.errors import IndexError_, RvsError
 from rvs.faces.embedders import embed_faces, get_spec
 from rvs.faces.recipe import embedder_precision, embedding_recipe
 from rvs.fileio import folder_swap
+from rvs.library import store
+from rvs.library.store import VideoEntry
 from rvs.progress import Progress, progress_bar
 from rvs.video.cache import video_key
 from rvs.video.decode import downscale
 from rvs.video.faces import VideoFaceModels, face_models, scaled_face, torch_threads, video_detect_config
 from rvs.video.frames import FeatureWriter
-from rvs.video.library import store
-from rvs.video.library.store import VideoEntry
 from rvs.video.reader import FrameStream, check_video_path, use_yuv
 from rvs.video.tracks import Tracker
 
