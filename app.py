@@ -29,7 +29,7 @@ import gradio as gr
 import pandas as pd
 from gradio.utils import get_upload_folder
 
-from rvs.app.answers import LIBRARY_MODES, face_choices, library_intro, no_face_markdown, results_csv
+from rvs.app.answers import COMPARE_INTRO, LIBRARY_MODES, face_choices, library_intro, no_face_markdown, results_csv
 from rvs.app.service import Service
 from rvs.app.serving import CpuBudget, Job, JobCancelled, UploadGuard, safe_name, sweep_leftovers, trim_memory
 from rvs.app.startup import load_service
@@ -273,6 +273,16 @@ def build_demo(service: Service) -> gr.Blocks:
                             lhits = gr.Gallery(elem_id="rvs-library-hits", label="Videos it appears in", columns=3, height="auto", object_fit="contain", format="jpeg", preview=False)
                             ljson = gr.JSON(label="library result", visible=False)
 
+        with gr.Tab("Same person?"):
+            gr.Markdown(COMPARE_INTRO)
+            with gr.Row():
+                photo_a = gr.Image(label="Photo 1", sources=["upload", "webcam", "clipboard"], type="filepath", image_mode=None, height=260)
+                photo_b = gr.Image(label="Photo 2", sources=["upload", "webcam", "clipboard"], type="filepath", image_mode=None, height=260)
+            compare_btn = gr.Button("Compare", variant="primary")
+            compare_md = gr.Markdown("Upload two photos.", elem_id="rvs-compare", elem_classes="rvs-status")
+            compare_img = gr.Image(label="The two faces compared", interactive=False, format="jpeg", elem_id="rvs-compare-faces")
+            compare_json = gr.JSON(label="comparison", visible=False)
+
         with gr.Accordion("About this gallery", open=False):
             about = gr.Markdown(service.about_markdown(), label="about")
             people = gr.Dataframe(
@@ -362,6 +372,18 @@ def build_demo(service: Service) -> gr.Blocks:
             csv_download, [result_json], [download], api_visibility="private", queue=False
         )
         vsearch_btn.click(on_video, [video, vquery, mode], [frames, plot, segments, vsummary, vjson], api_name="search_video", **vid)
+        async def on_compare(pa: Any, pb: Any) -> tuple[Any, ...]:
+            try:
+                (sa, na), (sb, nb) = image_source(pa, guard), image_source(pb, guard)
+                pair, md, data = await run_in_worker(budget, lambda: service.compare(sa, sb, names=(na or "photo 1", nb or "photo 2")))
+            except RvsError as e:  # the answer area says what is wrong, and stays
+                log.info("user error: %s", e)
+                return None, f"**{html.escape(str(e))}**", {"error": str(e)}
+            except Exception as e:
+                raise _fail(e) from None
+            return pair, md, data
+
+        compare_btn.click(on_compare, [photo_a, photo_b], [compare_img, compare_md, compare_json], api_name="compare", **img)
         if lib is not None:
 
             async def on_library(qpayload: Any, mode_value: Any) -> tuple[Any, ...]:

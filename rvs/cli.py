@@ -14,7 +14,7 @@ import sys
 
 from rvs.errors import RvsError
 
-COMMANDS = ["index", "gallery", "calibrate", "search", "video", "videos", "eval", "train", "push", "weights", "lfw"]
+COMMANDS = ["index", "gallery", "calibrate", "search", "video", "videos", "compare", "eval", "train", "push", "weights", "lfw"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -277,3 +277,45 @@ def library_answer(res: Any, frame_of: Callable[[Any], Image.Image | None]) -> t
         if res.closest is not None:
             summary += f" The closest face ({res.closest.video} at {format_time(res.closest.best_time)}) is not the same person."
     return tiles, summary, res.to_dict()
+
+
+# ---------------------------------------------------------------------------------------------
+# Same person? (rvs.faces.compare)
+
+COMPARE_INTRO = "Two photos: are they the same person? One face of each is compared (the main face, or the number you pick)."
+VERDICT_WORDS = {"same person": "Same person", "different people": "Different people", "unsure": "Unsure"}
+
+
+def compare_line(c: Any) -> str:
+    """One line for the CLI: "Same person: 97% (distance 0.62; ...)"."""
+    if c.verdict is None:
+        return f"distance {c.distance:.3f} (this model has no 1:1 calibration: no same-person answer)"
+    v, cal = c.verdict, c.calibration
+    head = f"{VERDICT_WORDS[v.answer]}: {format_probability(v.probability)}" if v.answer == "same person" else VERDICT_WORDS[v.answer]
+    return (
+        f"{head} (probability of the same person {format_probability(v.probability)}, distance {c.distance:.3f}; "
+        f"'same person' at <= {cal.same_threshold:.3f}, {_far_words(cal)}; 'different people' at >= {cal.different_threshold:.3f})"
+    )
+
+
+def _far_words(cal: Any) -> str:
+    n_diff = cal.pairs // 2
+    accepted = round(cal.far_at_same * n_diff)
+    return f"which accepted {'none' if accepted == 0 else f'{accepted:,}'} of LFW's {n_diff:,} different-person pairs (held-out folds)"
+
+
+def compare_markdown(c: Any) -> str:
+    """The page's answer for a comparison: the verdict first, then what it rests on."""
+    if c.verdict is None:
+        return f"**Distance {c.distance:.3f}.** This model has no same-person calibration, so no answer."
+    v, cal = c.verdict, c.calibration
+    head = {
+        "same person": f"## Same person: {format_probability(v.probability)}",
+        "different people": "## Different people",
+        "unsure": f"## Unsure ({format_probability(v.probability)} same person)",
+    }[v.answer]
+    return (
+        f"{head}\n\nCalibrated on {cal.pairs:,} LFW photo pairs: \"same person\" when the faces are at most "
+        f"{cal.same_threshold:.2f} apart ({_far_words(cal)}), "
+        f"\"different people\" from {cal.different_threshold:.2f}, unsure in between. This face is {c.distance:.2f} from that one."
+    )

@@ -313,6 +313,37 @@ class Service:
             raise type(e)(str(e).replace(str(path), label)) from None
         return video_answer(res, path, read_frames)
 
+    def compare(self, a: ImageLike, b: ImageLike, face_a: str | int | None = None, face_b: str | int | None = None, names: tuple[str, str] = ("photo 1", "photo 2")) -> tuple[Image.Image, str, dict]:
+        """Same person? The two faces side by side (each photo's chosen face, boxed), the
+        calibrated answer as markdown, and the result as a dict (rvs.faces.compare)."""
+        from rvs.app.answers import compare_markdown
+        from rvs.faces.compare import compare_faces
+
+        if a is None or b is None:
+            raise BadInputError("upload two photos to compare")
+        det, emb = self._face_models()
+        imgs = [load_image(x, max_pixels=self.config.max_pixels, name=n) for x, n in zip((a, b), names)]
+        nums = [None if f in (None, "", "main") else parse_face(f) for f in (face_a, face_b)]
+        if "all" in nums:
+            raise BadInputError("pick one face of each photo (a number), not 'all'")
+        c = compare_faces(imgs[0], imgs[1], det, emb, self.config, nums[0], nums[1], names)
+        crops = [crop_box(im, f.box, margin=0.4, size=320) for im, f in zip(imgs, c.faces)]
+        pair = Image.new("RGB", (656, 320), (255, 255, 255))
+        pair.paste(crops[0], (0, 0))
+        pair.paste(crops[1], (336, 0))
+        return pair, compare_markdown(c), c.to_dict()
+
+    def _face_models(self):
+        """(detector, embedder): the search engine's, else loaded once for this service."""
+        if self.engine is not None:
+            return self.engine.detector, self.engine.embedder
+        if getattr(self, "_own_models", None) is None:
+            from rvs.faces.detect import FaceDetector
+            from rvs.faces.embedders import create_embedder
+
+            self._own_models = (FaceDetector(self.config), create_embedder(self.config))
+        return self._own_models
+
     def _load_video_library(self):
         """The configured video library (`Config.video_library`), or None: absent, or refused in
         one logged line (a damaged library never stops the app)."""

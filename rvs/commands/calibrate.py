@@ -20,6 +20,10 @@ def register(sub) -> None:
     p.add_argument("--fpir", type=float, help="target share of people not in the gallery who get a name (default 0.01)")
     p.add_argument("--make-reference", action="store_true", help="write rvs/data/reference/<model>.* from this (full LFW) index")
     p.add_argument("--lfw", action="store_true", help="with --make-reference: from every LFW photo's main face (evaluation caches), not an index")
+    p.add_argument(
+        "--verification", action="store_true",
+        help="write rvs/data/verification/<model>.json: the 1:1 'same person?' calibration on LFW pairs.txt (`--model`; maintainers only)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -32,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     over = {"open_set_fpir": args.fpir} if args.fpir is not None else {}
     cfg = Config.from_env(**over)
     d = args.index or cfg.index_dir
+    if args.verification:
+        return _verification(cfg, args.json)
     if args.make_reference and args.lfw:
         from rvs.eval.crops import CropCache, model_embeddings
         from rvs.faces.embedders import create_embedder
@@ -68,3 +74,37 @@ def describe_calibration(info: dict | None) -> str:
         f"(target FPIR {info['target_fpir']:.3g}; on calibration strangers {st['fpir_calibration']:.4f}, 95% bound "
         f"{st['fpir_upper_bound_95']:.4f}; {st['identities']} people, {info['source']})"
     )
+
+
+def _verification(cfg: Config, as_json: bool) -> int:
+    """Fit and write the model's 1:1 calibration from the LFW crop and embedding caches."""
+    import numpy as np
+
+    from rvs.eval.crops import CropCache, model_embeddings
+    from rvs.eval.metrics import assign_folds
+    from rvs.eval.protocols import pair_paths
+    from rvs.eval.verification import fit_verification
+    from rvs.faces.embedders import create_embedder
+    from rvs.faces.verification import DATA, calibration_file
+    from rvs.fileio import write_json_atomic
+    from rvs.lfw.dataset import lfw_root, read_pairs
+
+    pairs = read_pairs(lfw_root(cfg) / "pairs.txt")
+    a, b = pair_paths(pairs)
+    uniq = sorted(set(a) | set(b))
+    emb = model_embeddings(CropCache(cfg), uniq, cfg.model)
+    pos = {p: i for i, p in enumerate(uniq)}
+    dist = np.linalg.norm(emb[[pos[p] for p in a]] - emb[[pos[p] for p in b]], axis=1)
+    cal, report = fit_verification(create_embedder(cfg).model_id, dist, np.array([p.same for p in pairs]), assign_folds(pairs))
+    DATA.mkdir(parents=True, exist_ok=True)
+    out = calibration_file(cal.model_id)
+    write_json_atomic(out, {**cal.to_dict(), "held_out": report, "source": "LFW pairs.txt, 10 folds (rvs.eval.verification)"})
+    if as_json:
+        print(json.dumps({**cal.to_dict(), "held_out": report}, indent=1))
+    else:
+        print(
+            f"wrote {out}: same person at distance <= {cal.same_threshold:.3f} (held-out false accepts {cal.far_at_same:.4f}), "
+            f"different people at >= {cal.different_threshold:.3f} (held-out false rejects {cal.frr_at_different:.4f}), "
+            f"unsure between ({report['unsure_share']:.1%} of pairs); probability ECE {cal.ece:.4f}"
+        )
+    return 0
