@@ -211,7 +211,7 @@ def build_demo(service: Service) -> gr.Blocks:
                     )
             results = gr.Gallery(
                 elem_id="rvs-results",
-                label="Nearest gallery faces: look-alikes unless named above (distance: lower = more alike)",
+                label="Nearest gallery faces: look-alikes unless named above (match %: same-person probability)",
                 columns=5,
                 height="auto",
                 object_fit="contain",

@@ -271,8 +271,11 @@ def test_image_search_names_the_person(client):
     assert data["results"][0]["identification"]["identity"] == "Colin_Powell"
     assert "Colin Powell" in summary and "probability" in summary and "No match in this gallery" not in summary
     assert len(gallery) == 10
-    assert gallery[0]["caption"].startswith("Colin Powell · ")
-    assert float(gallery[0]["caption"].split("·")[1]) < 1.0
+    assert gallery[0]["caption"].startswith("Colin Powell · match ")
+    # The strength people read: the 1:1 same-person probability of that distance (in the JSON too).
+    m0 = data["results"][0]["matches"][0]
+    assert m0["same_person_probability"] >= 0.95 and gallery[0]["caption"].endswith(("%", ">99%"))
+    assert float(gallery[0]["caption"].split("match ")[1].strip("<>%")) >= 95 and m0["distance"] < 1.0
     assert data["results"][0]["matches"][0]["gallery_path"].startswith("Colin_Powell/")
     # The annotated query: the 250x250 probe enlarged to 512 px with its face boxed (not blank).
     shown = served_image(annotated)

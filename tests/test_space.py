@@ -22,7 +22,7 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium: apt-get install chromium (or `make browser-deps`)"),
 ]
 
-CAPTION = re.compile(r"^(#\d+ )?(look-alike: )?\S.* · \d\.\d{3}$")
+CAPTION = re.compile(r"^(#\d+ )?(look-alike: )?\S.* · match [<>]?\d+%$")
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def _captions_in_full(page) -> list[str]:
     assert texts, "no result captions"
     assert not cut, f"captions cut off: {cut}"
     bad = [t for t in texts if not CAPTION.match(t.strip())]
-    assert not bad, f"captions without a name and a distance: {bad}"
+    assert not bad, f"captions without a name and a match strength: {bad}"
     return texts
 
 

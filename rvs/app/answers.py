@@ -54,6 +54,18 @@ class VideoAnswer:
     headers: list[str] = field(default_factory=lambda: ["#", "start", "end", "best frame", "score", "samples"])
 
 
+MATCH_NOTE = (
+    "match % = probability that two faces this far apart are the same person, calibrated on LFW photo pairs "
+    "(the distance between unit embeddings is in the JSON and CSV)"
+)
+
+
+def match_strength(distance: float, cal: Any) -> str:
+    """A result tile's strength: "match 97%" (the 1:1 same-person probability for this distance),
+    or the distance itself for a model without a 1:1 calibration."""
+    return f"match {format_probability(cal.probability(distance))}" if cal is not None else f"{distance:.3f}"
+
+
 def face_choices(n: int) -> list[str]:
     """The face picker's options for an image with n faces (numbers follow the boxes drawn)."""
     if n <= 0:

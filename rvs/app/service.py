@@ -25,10 +25,21 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from rvs.app.answers import ImageAnswer, VideoAnswer, describe_identification, face_choices, parse_face, pretty_name, video_answer
+from rvs.app.answers import (
+    MATCH_NOTE,
+    ImageAnswer,
+    VideoAnswer,
+    describe_identification,
+    face_choices,
+    match_strength,
+    parse_face,
+    pretty_name,
+    video_answer,
+)
 from rvs.app.draw import draw_faces, fit, placeholder_tile
 from rvs.config import Config
 from rvs.errors import BadInputError, IndexError_, RvsError
+from rvs.faces.verification import load_calibration
 from rvs.fileio import atomic_write
 from rvs.gallery.identify import format_probability
 from rvs.gallery.store import FaceIndex
@@ -222,6 +233,7 @@ class Service:
         Raises BadInputError (unreadable image), NoFaceError, RvsError (no such face number).
         """
         engine = self._require_engine()
+        cal = load_calibration(engine.embedder.model_id)
         k = int(k or self.config.k)
         k = max(1, min(k, 100))
         want = parse_face(face)
@@ -240,13 +252,12 @@ class Service:
             for m in fr.matches[:per_face]:
                 prefix = f"#{fr.face_number} " if many else ""
                 kind = "" if m.identity == fr.named else "look-alike: "
-                tiles.append((self.thumbnail(m.item), f"{prefix}{kind}{pretty_name(m.identity)} · {m.distance:.3f}"))
+                tiles.append((self.thumbnail(m.item), f"{prefix}{kind}{pretty_name(m.identity)} · {match_strength(m.distance, cal)}"))
         lines = [describe_identification(fr, self.index.n_identities if self.index is not None else 0, f"Face {fr.face_number}: " if n > 1 else "") for fr in chosen]
         t = result.timings_ms
         lines.append(
             f"<small>{n} face{'s' if n != 1 else ''} found · detect {t['detect']:.0f} ms · embed {t['embed']:.0f} ms · "
-            f"search {t['search']:.1f} ms · total {t['total']:.0f} ms · distance = Euclidean between unit embeddings "
-            f"(0 same, 2 opposite)</small>"
+            f"search {t['search']:.1f} ms · total {t['total']:.0f} ms · {MATCH_NOTE}</small>"
         )
         value = "all" if want == "all" else face_choices(n)[want - 1]
         data = result.to_dict()
@@ -254,6 +265,8 @@ class Service:
             for m in r["matches"]:
                 # Gradio clients take any {"path": str} in an output for a file to download.
                 m["gallery_path"] = m.pop("path")
+                if cal is not None:
+                    m["same_person_probability"] = round(cal.probability(m["distance"]), 4)
         data["shown_faces"] = [fr.face_number for fr in chosen]
         return ImageAnswer(annotated, face_choices(n), value, tiles, "\n\n".join(lines), data)
 
