@@ -31,7 +31,7 @@ from gradio.utils import get_upload_folder
 
 from rvs.app.answers import COMPARE_INTRO, LIBRARY_MODES, face_choices, library_intro, no_face_markdown, results_csv
 from rvs.app.service import Service
-from rvs.app.serving import CpuBudget, Job, JobCancelled, UploadGuard, safe_name, sweep_leftovers, trim_memory
+from rvs.app.serving import CpuBudget, ErrorLines, Job, JobCancelled, UploadGuard, safe_name, sweep_leftovers, trim_memory
 from rvs.app.startup import load_service
 from rvs.config import Config
 from rvs.errors import BadInputError, NoFaceError, RvsError
@@ -195,7 +195,7 @@ def build_demo(service: Service) -> gr.Blocks:
                             scale=2,
                         )
                         k = gr.Slider(1, 50, value=cfg.k, step=1, label="Results (k)", scale=3)
-                    search_btn = gr.Button("Search", variant="primary")
+                    search_btn = gr.Button("Search", variant="primary", interactive=False)
                     if example_images:
                         gr.Examples(
                             example_images,
@@ -231,7 +231,7 @@ def build_demo(service: Service) -> gr.Blocks:
                     video = gr.Video(label="Video", sources=["upload"], include_audio=True, height=280)
                     vquery = gr.Image(label="Query: a frame, a screenshot or a photo of the person", type="filepath", image_mode=None, height=220)
                     mode = gr.Radio([FRAME_MODE, FACE_MODE], value=FRAME_MODE, label="Find")
-                    vsearch_btn = gr.Button("Search the video", variant="primary")
+                    vsearch_btn = gr.Button("Search the video", variant="primary", interactive=False)
                     if video_examples:
                         gr.Examples(
                             [row[:3] for row in video_examples],
@@ -267,7 +267,7 @@ def build_demo(service: Service) -> gr.Blocks:
                         with gr.Column(scale=4):
                             lquery = gr.Image(label="A photo of the person, or a picture", type="filepath", image_mode=None, height=220)
                             lmode = gr.Radio(list(LIBRARY_MODES.values()), value=LIBRARY_MODES["person"], label="Find")
-                            lsearch_btn = gr.Button("Search the video library", variant="primary")
+                            lsearch_btn = gr.Button("Search the video library", variant="primary", interactive=False)
                         with gr.Column(scale=6):
                             lsummary = gr.Markdown("Upload a query picture.", elem_id="rvs-lsummary", elem_classes="rvs-status")
                             lhits = gr.Gallery(elem_id="rvs-library-hits", label="Videos it appears in", columns=3, height="auto", object_fit="contain", format="jpeg", preview=False)
@@ -278,7 +278,7 @@ def build_demo(service: Service) -> gr.Blocks:
             with gr.Row():
                 photo_a = gr.Image(label="Photo 1", sources=["upload", "webcam", "clipboard"], type="filepath", image_mode=None, height=260)
                 photo_b = gr.Image(label="Photo 2", sources=["upload", "webcam", "clipboard"], type="filepath", image_mode=None, height=260)
-            compare_btn = gr.Button("Compare", variant="primary")
+            compare_btn = gr.Button("Compare", variant="primary", interactive=False)
             compare_md = gr.Markdown("Upload two photos.", elem_id="rvs-compare", elem_classes="rvs-status")
             compare_img = gr.Image(label="The two faces compared", interactive=False, format="jpeg", elem_id="rvs-compare-faces")
             compare_json = gr.JSON(label="comparison", visible=False)
@@ -299,18 +299,22 @@ def build_demo(service: Service) -> gr.Blocks:
         guard = UploadGuard([get_upload_folder()], example_paths(service))
         budget = CpuBudget(cfg.app_cpu_slots or os.cpu_count() or 2)
         demo.rvs_budget = budget  # for tests and the load benchmark
+        errors = ErrorLines()
 
-        async def on_query_change(payload: Any) -> tuple[Any, Any]:
+        async def on_query_change(payload: Any, request: gr.Request) -> tuple[Any, Any]:
             try:
                 src, name = image_source(payload, guard)
                 if src is None:
                     return None, gr.update(choices=face_choices(1), value="1 (largest)")
                 annotated, choices = await run_in_worker(budget, lambda: service.preview(src, name))
             except Exception as e:
+                errors.put(request, e)
                 raise _fail(e) from None
             return annotated, gr.update(choices=choices, value=choices[0])
 
-        async def on_search(payload: Any, face_value: Any, k_value: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        async def on_search(
+            payload: Any, face_value: Any, k_value: Any, request: gr.Request, progress: gr.Progress = gr.Progress()
+        ) -> tuple[Any, ...]:
             try:
                 src, name = image_source(payload, guard)
                 if src is None:
@@ -326,10 +330,11 @@ def build_demo(service: Service) -> gr.Blocks:
                 msg = no_face_markdown(html.escape(str(e)))
                 return None, [], msg, {"error": str(e), "results": []}, gr.update()
             except Exception as e:
+                errors.put(request, e)
                 raise _fail(e) from None
             return ans.annotated, ans.matches, ans.summary, ans.data, gr.update(choices=ans.face_choices, value=ans.face_value)
 
-        async def on_video(vpayload: Any, qpayload: Any, mode_value: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        async def on_video(vpayload: Any, qpayload: Any, mode_value: Any, request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
             m = "face" if any(w in str(mode_value).lower() for w in ("face", "person")) else "frame"  # label or "face"/"frame"
             progress(0.0, desc="reading the video")
             job = Job(cfg.app_video_time_limit_s, "this video search", lambda f, d: progress(f, desc=d))
@@ -345,6 +350,7 @@ def build_demo(service: Service) -> gr.Blocks:
                 log.info("video search cancelled by the client")
                 raise
             except Exception as e:
+                errors.put(request, e)
                 raise _fail(e) from None
             table = pd.DataFrame(ans.rows, columns=ans.headers)
             return ans.frames, ans.plot, table, ans.summary, ans.data
@@ -357,6 +363,9 @@ def build_demo(service: Service) -> gr.Blocks:
             return header_markdown(service), gr.Timer(active=service.loading), service.about_markdown(), service.gallery_people()
 
         timer.tick(on_tick, None, [header, timer, about, people], api_visibility="private", show_progress="hidden", queue=False)
+        # Each page load shows the gallery's state now, not the one when the page was built (a
+        # gallery ready at start-up must not greet every visitor with "Preparing the gallery").
+        demo.load(on_tick, None, [header, timer, about, people], api_visibility="private", show_progress="hidden", queue=False)
 
         def csv_download(data: Any) -> Any:
             path = results_csv(data) if isinstance(data, dict) else None
@@ -367,11 +376,38 @@ def build_demo(service: Service) -> gr.Blocks:
             return [], "Press **Search**.", None, gr.DownloadButton(value=None, visible=False)
 
         query.change(clear_answer, None, [results, vote_md, result_json, download], api_visibility="private", queue=False)
-        query.change(on_query_change, [query], [faces_img, face], api_name="detect_faces", show_progress="minimal", **img)
-        search_btn.click(on_search, [query, face, k], [faces_img, results, vote_md, result_json, face], api_name="search_image", **img).then(
-            csv_download, [result_json], [download], api_visibility="private", queue=False
-        )
-        vsearch_btn.click(on_video, [video, vquery, mode], [frames, plot, segments, vsummary, vjson], api_name="search_video", **vid)
+
+        def ready(*inputs: Any) -> Any:
+            # A search button works once every input it needs is there (no "upload a photo first" errors).
+            return gr.Button(interactive=all(x not in (None, "", {}) for x in inputs))
+
+        private = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
+        query.change(ready, [query], [search_btn], **private)
+        for comp in (video, vquery):
+            comp.change(ready, [video, vquery], [vsearch_btn], **private)
+        for comp in (photo_a, photo_b):
+            comp.change(ready, [photo_a, photo_b], [compare_btn], **private)
+        detect = query.change(on_query_change, [query], [faces_img, face], api_name="detect_faces", show_progress="minimal", **img)
+        def error_line(request: gr.Request) -> str:
+            # The failed search's message where its answer would be, and it stays (not only a toast).
+            line = errors.pop(request)
+            return f"**{html.escape(line)}**" if line else "Nothing to show: try again."
+
+        def image_failed(request: gr.Request) -> tuple[Any, ...]:
+            return None, [], error_line(request), {"error": True}, gr.update()
+
+        def detect_failed(request: gr.Request) -> tuple[Any, ...]:
+            return None, gr.update(), error_line(request)
+
+        def video_failed(request: gr.Request) -> tuple[Any, ...]:
+            return [], None, None, error_line(request), {"error": True}
+
+        search = search_btn.click(on_search, [query, face, k], [faces_img, results, vote_md, result_json, face], api_name="search_image", **img)
+        search.then(csv_download, [result_json], [download], api_visibility="private", queue=False)
+        search.failure(image_failed, None, [faces_img, results, vote_md, result_json, face], **private)
+        detect.failure(detect_failed, None, [faces_img, face, vote_md], **private)
+        vsearch = vsearch_btn.click(on_video, [video, vquery, mode], [frames, plot, segments, vsummary, vjson], api_name="search_video", **vid)
+        vsearch.failure(video_failed, None, [frames, plot, segments, vsummary, vjson], **private)
         async def on_compare(pa: Any, pb: Any) -> tuple[Any, ...]:
             try:
                 (sa, na), (sb, nb) = image_source(pa, guard), image_source(pb, guard)
@@ -395,6 +431,7 @@ def build_demo(service: Service) -> gr.Blocks:
                     raise _fail(e) from None
                 return tiles, summary, data
 
+            lquery.change(ready, [lquery], [lsearch_btn], **private)
             lsearch_btn.click(on_library, [lquery, lmode], [lhits, lsummary, ljson], api_name="search_library", **img)
     return demo
 

@@ -128,3 +128,20 @@ def test_video_tab_person_example(page):
     assert abs(float(m[1]) - 1.0) <= 0.5 and float(m[2]) >= 0.7, text
     page.screenshot(path=str(ARTIFACTS / "browser_video_search.png"), full_page=True)
 
+
+
+def test_bad_upload_leaves_one_line_that_stays(page, tmp_path):
+    """A file that is not an image: the answer area says so in one line and keeps saying it
+    (the toast goes after a few seconds); no output is left showing an error badge."""
+    bad = tmp_path / "holiday.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0" + b"not really a jpeg" * 50)
+    page.locator("input[type=file]").first.set_input_files(str(bad))
+    vote = page.locator("#rvs-vote")
+    vote.get_by_text("holiday.jpg").wait_for()
+    text = vote.inner_text()
+    assert "holiday.jpg" in text and "\n" not in text.strip() and "/tmp" not in text, text
+    page.wait_for_timeout(12_000)  # longer than a toast lives
+    assert vote.inner_text() == text
+    badges = page.evaluate("() => [...document.querySelectorAll('.error')].filter(e => e.offsetParent !== null).map(e => e.innerText)")
+    assert not badges, badges
+    page.screenshot(path=str(ARTIFACTS / "browser_bad_upload.png"), full_page=True)

@@ -184,7 +184,7 @@ class Service:
             return "The gallery is not loaded yet." if self.loading else (self.problem or "No gallery is loaded.")
         lines = [f"- **Gallery**: {len(self.index):,} faces of {self.index.n_identities:,} people"]
         if self.artifacts is not None:
-            lines.append(f"- **From**: {self.artifacts.origin}")
+            lines.append(f"- **From**: {self.artifacts.public_origin}")
         lines.append(f"- **Model**: `{self.index.model_id}`")
         info = self.index.extra.get("open_set")
         if isinstance(info, dict) and "threshold" in info:

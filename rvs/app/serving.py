@@ -160,3 +160,28 @@ def trim_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+class ErrorLines:
+    """The last error of each browser session, for its answer area: the toast of a failed event
+    vanishes after a few seconds; the line a `.failure` listener writes from here stays."""
+
+    MAX_SESSIONS = 10_000  # sessions that never came back for their line
+
+    def __init__(self) -> None:
+        self._lines: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def put(self, request: object, e: BaseException) -> None:
+        key = getattr(request, "session_hash", None)
+        if not key:
+            return
+        text = str(e).splitlines()[0][:300] if isinstance(e, RvsError) and str(e) else f"unexpected error ({type(e).__name__}); please try another file"
+        with self._lock:
+            self._lines[key] = text
+            while len(self._lines) > self.MAX_SESSIONS:
+                self._lines.pop(next(iter(self._lines)))
+
+    def pop(self, request: object) -> str:
+        with self._lock:
+            return self._lines.pop(getattr(request, "session_hash", None) or "", "")

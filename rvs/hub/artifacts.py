@@ -83,12 +83,18 @@ class Artifacts:
     yunet_path: Path | None = None  # the artifact's YuNet file (likewise)
     video_library: Path | None = None  # the artifact's video library folder
 
+    @property
+    def public_origin(self) -> str:
+        """Where the gallery came from, for a page: a Hub repo and commit as they are, a local
+        folder without its server path."""
+        return "a gallery folder on this server" if self.origin.startswith("local:") else self.origin
+
     def describe(self) -> str:
         """One line for the UI: what the gallery is, which model, from where."""
         cached = " (offline: cached copy)" if self.offline else ""
         return (
             f"Gallery: {self.gallery_size:,} faces of {self.n_identities:,} identities · "
-            f"model {self.model_id} · from {self.origin}{cached}"
+            f"model {self.model_id} · from {self.public_origin}{cached}"
         )
 
     def apply(self, config: Config) -> Config:
