@@ -29,7 +29,7 @@ import gradio as gr
 import pandas as pd
 from gradio.utils import get_upload_folder
 
-from rvs.app.answers import COMPARE_INTRO, LIBRARY_MODES, face_choices, library_intro, no_face_markdown, results_csv
+from rvs.app.answers import COMPARE_INTRO, HEADER, LIBRARY_MODES, face_choices, library_intro, no_face_markdown, results_csv
 from rvs.app.service import Service
 from rvs.app.serving import CpuBudget, ErrorLines, Job, JobCancelled, UploadGuard, safe_name, sweep_leftovers, trim_memory
 from rvs.app.startup import load_service
@@ -139,14 +139,6 @@ async def run_in_worker(budget: CpuBudget, fn: Callable[[], Any], job: Job | Non
 # The UI
 
 
-HEADER = """# rvs · reverse visual search
-
-Upload a photo to find the most similar faces in a gallery of public figures, or a video and a
-picture to find **when** that picture or person appears in it. Faces are found with MTCNN, embedded
-by a face model (named below) and looked up in the gallery. A name is given only when the gallery's
-calibration is sure; below that the answer is "possibly NAME" with its probability, and "no match"
-only when no one in the gallery is plausible.
-"""
 
 
 def header_markdown(service: Service) -> str:
@@ -378,8 +370,9 @@ def build_demo(service: Service) -> gr.Blocks:
         query.change(clear_answer, None, [results, vote_md, result_json, download], api_visibility="private", queue=False)
 
         def ready(*inputs: Any) -> Any:
-            # A search button works once every input it needs is there (no "upload a photo first" errors).
-            return gr.Button(interactive=all(x not in (None, "", {}) for x in inputs))
+            # A search button works once there is an input (a missing second one gets its line in the
+            # answer area). Any, not all: two inputs filled at once (an example) answer in either order.
+            return gr.Button(interactive=any(x not in (None, "", {}) for x in inputs))
 
         private = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
         query.change(ready, [query], [search_btn], **private)

@@ -86,7 +86,9 @@ def test_upload_search_and_see_the_name(page):
     page.screenshot(path=str(ARTIFACTS / "browser_image_search.png"), full_page=True)
     # Privacy and provenance are on the page.
     body = page.locator("body").inner_text()
-    assert "Gallery:" in body and "model sface-" in body
+    assert "Gallery:" in body and "people" in body and "/" not in body.split("Gallery:")[1].split("\n")[0]  # no server path
+    page.get_by_role("button", name="About this gallery").click()
+    page.get_by_text("sface-opencv-zoo-2021dec").wait_for()  # model details live in About
     assert "not kept" in body or "nothing is logged or stored" in body
     assert "public figures" in body
 

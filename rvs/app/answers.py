@@ -54,6 +54,13 @@ class VideoAnswer:
     headers: list[str] = field(default_factory=lambda: ["#", "start", "end", "best frame", "score", "samples"])
 
 
+HEADER = """# rvs · reverse visual search
+
+**Who does this face look like?** Upload a photo: rvs finds each face and looks it up in a gallery
+of public figures, naming someone only when it is sure. It also finds where a picture or a person
+appears in a video, and tells whether two photos show the same person.
+"""
+
 MATCH_NOTE = (
     "match % = probability that two faces this far apart are the same person, calibrated on LFW photo pairs "
     "(the distance between unit embeddings is in the JSON and CSV)"

@@ -198,6 +198,11 @@ class Service:
             lines.append("- **Names**: this gallery has no open-set calibration, so no one is named")
         return "\n".join(lines)
 
+    def _gallery_source(self) -> str:
+        """ " from LFW" when the gallery's photos are LFW's (what it is, in the header's words)."""
+        src = str(self.index.extra.get("source_name") or self.index.extra.get("source_folder") or "") if self.index is not None else ""
+        return " from LFW (Labeled Faces in the Wild)" if "lfw" in src.lower() or "starter" in src.lower() else ""
+
     def status_markdown(self) -> str:
         """The header's status lines: what the gallery is, or what is being prepared."""
         if self.loading:
@@ -210,7 +215,7 @@ class Service:
             )
             return f"- **Preparing the gallery**: {what}. Video frame search works already; image search starts when this line changes."
         if self.index is not None:
-            short = f"- Gallery: {len(self.index):,} faces of {self.index.n_identities:,} people · model {self.index.model_id.split('+')[0]}"
+            short = f"- Gallery: {len(self.index):,} photos of {self.index.n_identities:,} people{self._gallery_source()}"
             return "\n".join([short, *(f"- {n}" for n in self.notes)]) + "\n- Details and the list of people: *About this gallery*, below."
         return "\n".join(f"- {line}" for line in self.status_lines())
 
