@@ -166,7 +166,7 @@ def build_demo(service: Service) -> gr.Blocks:
         # While the gallery is prepared in the background, the header follows it every 2 s.
         timer = gr.Timer(2.0, active=service.loading)
 
-        with gr.Tab("Image search"):
+        with gr.Tab("Photo"):
             with gr.Row():
                 with gr.Column(scale=4):
                     query = gr.Image(
@@ -208,16 +208,23 @@ def build_demo(service: Service) -> gr.Blocks:
                 height="auto",
                 object_fit="contain",
                 format="jpeg",
-                allow_preview=True,
+                allow_preview=False,  # a click opens the face-to-face view below, not a blurred enlargement
                 preview=False,
                 fit_columns=False,
             )
+            with gr.Column(visible=False, elem_id="rvs-face-to-face") as f2f:
+                f2f_close = gr.Button("Close", size="sm", elem_id="rvs-f2f-close")
+                f2f_md = gr.Markdown(elem_id="rvs-f2f-answer")
+                with gr.Row():
+                    f2f_query = gr.Image(label="Your photo's face", interactive=False, format="jpeg", min_width=160)
+                    f2f_photo = gr.Image(label="The gallery photo", interactive=False, format="jpeg", min_width=160)
+                f2f_others = gr.Gallery(label="Their other photos in the gallery", columns=6, height="auto", object_fit="contain", allow_preview=False, format="jpeg")
             with gr.Row():
                 download = gr.DownloadButton("Download the results (CSV)", value=None, visible=False, size="sm")
             with gr.Accordion("Result as JSON", open=False):
                 result_json = gr.JSON(label="search result")
 
-        with gr.Tab("Video search"):
+        with gr.Tab("Video"):
             with gr.Row():
                 with gr.Column(scale=4):
                     video = gr.Video(label="Video", sources=["upload"], include_audio=True, height=280)
@@ -359,15 +366,30 @@ def build_demo(service: Service) -> gr.Blocks:
         # gallery ready at start-up must not greet every visitor with "Preparing the gallery").
         demo.load(on_tick, None, [header, timer, about, people], api_visibility="private", show_progress="hidden", queue=False)
 
+        async def on_tile(payload: Any, data: Any, evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
+            try:
+                tiles = data.get("tiles") if isinstance(data, dict) else None
+                i = evt.index if isinstance(evt.index, int) else -1
+                if not tiles or not 0 <= i < len(tiles):
+                    raise BadInputError("search first, then pick a result tile")
+                src, name = image_source(payload, guard)
+                if src is None:
+                    raise BadInputError("the photo searched is no longer on the page: upload it again")
+                q, photo, md, others = await run_in_worker(budget, lambda: service.face_to_face(src, tiles[i], name=name))
+            except Exception as e:
+                errors.put(request, e)
+                raise _fail(e) from None
+            return gr.Column(visible=True), q, photo, md, others
+
         def csv_download(data: Any) -> Any:
             path = results_csv(data) if isinstance(data, dict) else None
             return gr.DownloadButton(value=path, visible=path is not None)
 
         def clear_answer() -> tuple[Any, ...]:
             # A new photo: the old answer (or error) goes, so nothing on the page belongs to another photo.
-            return [], "Press **Search**.", None, gr.DownloadButton(value=None, visible=False)
+            return [], "Press **Search**.", None, gr.DownloadButton(value=None, visible=False), gr.Column(visible=False)
 
-        query.change(clear_answer, None, [results, vote_md, result_json, download], api_visibility="private", queue=False)
+        query.change(clear_answer, None, [results, vote_md, result_json, download, f2f], api_visibility="private", queue=False)
 
         def ready(*inputs: Any) -> Any:
             # A search button works once there is an input (a missing second one gets its line in the
@@ -398,6 +420,10 @@ def build_demo(service: Service) -> gr.Blocks:
         search = search_btn.click(on_search, [query, face, k], [faces_img, results, vote_md, result_json, face], api_name="search_image", **img)
         search.then(csv_download, [result_json], [download], api_visibility="private", queue=False)
         search.failure(image_failed, None, [faces_img, results, vote_md, result_json, face], **private)
+        opened = results.select(on_tile, [query, result_json], [f2f, f2f_query, f2f_photo, f2f_md, f2f_others], api_visibility="private", **img)
+        # On a phone the comparison is below a long grid: bring it into view.
+        opened.success(None, None, None, js="() => document.querySelector('#rvs-face-to-face')?.scrollIntoView({behavior: 'smooth', block: 'start'})")
+        f2f_close.click(lambda: gr.Column(visible=False), None, [f2f], **private)
         detect.failure(detect_failed, None, [faces_img, face, vote_md], **private)
         vsearch = vsearch_btn.click(on_video, [video, vquery, mode], [frames, plot, segments, vsummary, vjson], api_name="search_video", **vid)
         vsearch.failure(video_failed, None, [frames, plot, segments, vsummary, vjson], **private)

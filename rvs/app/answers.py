@@ -338,3 +338,15 @@ def compare_markdown(c: Any) -> str:
         f"{cal.same_threshold:.2f} apart ({_far_words(cal)}), "
         f"\"different people\" from {cal.different_threshold:.2f}, unsure in between. This face is {c.distance:.2f} from that one."
     )
+
+
+def face_to_face_markdown(name: str, distance: float, cal: Any, n_other: int) -> str:
+    """The words of a result tile opened face to face: who, how strong, what it rests on."""
+    strength = (
+        f"**match {format_probability(cal.probability(distance))}**: the probability that two faces this far apart "
+        f"(distance {distance:.3f}) are the same person, calibrated on LFW photo pairs"
+        if cal is not None
+        else f"distance {distance:.3f} (lower is more alike)"
+    )
+    more = f"{n_other} more photo{'s' if n_other != 1 else ''} of {name} in the gallery" if n_other else f"no other photo of {name} in the gallery"
+    return f"### {name}\n{strength}. Your face first, then the gallery photo; {more} below."

@@ -253,8 +253,10 @@ class Service:
         many = len(chosen) > 1
         per_face = max(1, k // len(chosen)) if many else k
         tiles = []
+        tile_refs = []  # what each tile is, for the face-to-face view
         for fr in chosen:
             for m in fr.matches[:per_face]:
+                tile_refs.append({"face": fr.face_number, "item": int(m.item), "distance": round(float(m.distance), 4), "query_box": [round(float(v), 1) for v in fr.face.box]})
                 prefix = f"#{fr.face_number} " if many else ""
                 kind = "" if m.identity == fr.named else "look-alike: "
                 tiles.append((self.thumbnail(m.item), f"{prefix}{kind}{pretty_name(m.identity)} · {match_strength(m.distance, cal)}"))
@@ -273,6 +275,7 @@ class Service:
                 if cal is not None:
                     m["same_person_probability"] = round(cal.probability(m["distance"]), 4)
         data["shown_faces"] = [fr.face_number for fr in chosen]
+        data["tiles"] = tile_refs
         return ImageAnswer(annotated, face_choices(n), value, tiles, "\n\n".join(lines), data)
 
     # ---- video search ----
@@ -330,6 +333,37 @@ class Service:
             # Messages name the file; say the user's file name, not the server's temporary path.
             raise type(e)(str(e).replace(str(path), label)) from None
         return video_answer(res, path, read_frames)
+
+    def face_to_face(self, query: ImageLike, tile: dict, name: str | None = None) -> tuple[Image.Image, Image.Image, str, list]:
+        """A result tile opened: (the query's face at full resolution, the gallery photo with its
+        face boxed, what the match is in words, the person's other photos in the gallery)."""
+        from rvs.app.answers import face_to_face_markdown
+
+        engine = self._require_engine()
+        try:
+            item, box, dist = int(tile["item"]), [float(v) for v in tile["query_box"]][:4], float(tile["distance"])
+        except (KeyError, TypeError, ValueError):
+            raise BadInputError("pick a result tile of this search") from None
+        if not 0 <= item < len(self.index) or len(box) != 4 or not 0.0 <= dist <= 2.0:
+            raise BadInputError("pick a result tile of this search")
+        img = load_image(query, max_pixels=self.config.max_pixels, name=name)
+        side = max(box[2] - box[0], box[3] - box[1])
+        q = crop_box(img, box, margin=0.4, size=int(min(512, max(192, side * 1.8))))
+        meta = self.index.item(item)
+        p = self.gallery_image_path(meta["path"])
+        photo = None
+        if p is not None:
+            try:
+                photo = draw_faces(load_image(p, self.config.max_pixels), [meta["box"]], None, selected=[0], labels=[""], max_side=768, min_side=256)
+            except (RvsError, TypeError):
+                photo = None
+        if photo is None:
+            photo = self.thumbnail(item)
+        cal = load_calibration(engine.embedder.model_id)
+        ident = meta["identity"]
+        same = [i for i, n in enumerate(self.index.meta["identity"]) if n == ident and i != item]
+        others = [(self.thumbnail(i), pretty_name(ident)) for i in same[:12]]
+        return q, photo, face_to_face_markdown(pretty_name(ident), dist, cal, len(same)), others
 
     def compare(self, a: ImageLike, b: ImageLike, face_a: str | int | None = None, face_b: str | int | None = None, names: tuple[str, str] = ("photo 1", "photo 2")) -> tuple[Image.Image, str, dict]:
         """Same person? The two faces side by side (each photo's chosen face, boxed), the
