@@ -57,6 +57,11 @@ CSS = """
 #rvs-results .caption-label, #rvs-frames .caption-label {
   position: static !important; max-width: 100% !important; white-space: normal !important; overflow: visible !important;
   text-overflow: clip !important; overflow-wrap: anywhere; opacity: 1 !important; border: none !important; border-radius: 0 !important; }
+/* A gallery's label above its tiles, not over the first two. */
+#rvs-results > label, #rvs-frames > label, #rvs-library-hits > label, #rvs-results .block-label, #rvs-frames .block-label,
+#rvs-library-hits .block-label { position: static !important; margin-bottom: 6px; }
+/* Controls a thumb can hit: at least 44 px tall. */
+button.primary, button.secondary, #rvs-f2f-close { min-height: 44px; }
 @media (max-width: 640px) {
   #rvs-results .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
   #rvs-frames .grid-container { grid-template-columns: repeat(1, minmax(0, 1fr)) !important; }
@@ -419,6 +424,9 @@ def build_demo(service: Service) -> gr.Blocks:
 
         search = search_btn.click(on_search, [query, face, k], [faces_img, results, vote_md, result_json, face], api_name="search_image", **img)
         search.then(csv_download, [result_json], [download], api_visibility="private", queue=False)
+        # The answer first: once a search ends its answer is scrolled into view (on a phone it
+        # starts below the screen).
+        search.then(None, None, None, js="() => document.querySelector('#rvs-vote')?.scrollIntoView({behavior: 'instant', block: 'start'})")
         search.failure(image_failed, None, [faces_img, results, vote_md, result_json, face], **private)
         opened = results.select(on_tile, [query, result_json], [f2f, f2f_query, f2f_photo, f2f_md, f2f_others], api_visibility="private", **img)
         # On a phone the comparison is below a long grid: bring it into view.
