@@ -29,7 +29,19 @@ import gradio as gr
 import pandas as pd
 from gradio.utils import get_upload_folder
 
-from rvs.app.answers import COMPARE_INTRO, HEADER, LIBRARY_MODES, face_choices, library_intro, no_face_markdown, results_csv
+from rvs.app.answers import (
+    COMPARE_INTRO,
+    HEADER,
+    LIBRARY_MODES,
+    face_choices,
+    library_intro,
+    no_face_markdown,
+    results_csv,
+    share_link_markdown,
+    share_note,
+    shared_expired,
+    shared_header,
+)
 from rvs.app.service import Service
 from rvs.app.serving import CpuBudget, ErrorLines, Job, JobCancelled, UploadGuard, safe_name, sweep_leftovers, trim_memory
 from rvs.app.startup import load_service
@@ -226,6 +238,8 @@ def build_demo(service: Service) -> gr.Blocks:
                 f2f_others = gr.Gallery(label="Their other photos in the gallery", columns=6, height="auto", object_fit="contain", allow_preview=False, format="jpeg")
             with gr.Row():
                 download = gr.DownloadButton("Download the results (CSV)", value=None, visible=False, size="sm")
+                share_btn = gr.Button("Share this result", visible=False, size="sm", elem_id="rvs-share-btn")
+            share_md = gr.Markdown(share_note(cfg.app_share_days), elem_id="rvs-share", elem_classes="rvs-small", visible=False)
             with gr.Accordion("Result as JSON", open=False):
                 result_json = gr.JSON(label="search result")
 
@@ -386,15 +400,37 @@ def build_demo(service: Service) -> gr.Blocks:
                 raise _fail(e) from None
             return gr.Column(visible=True), q, photo, md, others
 
+        async def on_share(payload: Any, face_value: Any, k_value: Any, request: gr.Request) -> Any:
+            try:
+                src, name = image_source(payload, guard)
+                if src is None:
+                    raise BadInputError("upload a photo and search first")
+                k_int = int(float(k_value)) if k_value not in (None, "") else cfg.k
+                rid = await run_in_worker(budget, lambda: service.share(src, face_value, k_int, name=name))
+            except Exception as e:
+                errors.put(request, e)
+                raise _fail(e) from None
+            return gr.Markdown(share_link_markdown(rid, cfg.app_share_days), visible=True)
+
+        def on_open(request: gr.Request) -> tuple[Any, ...]:
+            rid = dict(request.query_params).get("result") if request is not None else None
+            if not rid:
+                return gr.update(), gr.update(), gr.update()
+            got = service.open_shared(rid)
+            if got is None:
+                return gr.update(), gr.update(), shared_expired(cfg.app_share_days)
+            face_img, tiles, summary = got
+            return face_img, tiles, shared_header(summary)
+
         def csv_download(data: Any) -> Any:
             path = results_csv(data) if isinstance(data, dict) else None
             return gr.DownloadButton(value=path, visible=path is not None)
 
         def clear_answer() -> tuple[Any, ...]:
             # A new photo: the old answer (or error) goes, so nothing on the page belongs to another photo.
-            return [], "Press **Search**.", None, gr.DownloadButton(value=None, visible=False), gr.Column(visible=False)
+            return [], "Press **Search**.", None, gr.DownloadButton(value=None, visible=False), gr.Column(visible=False), gr.Button(visible=False)
 
-        query.change(clear_answer, None, [results, vote_md, result_json, download, f2f], api_visibility="private", queue=False)
+        query.change(clear_answer, None, [results, vote_md, result_json, download, f2f, share_btn], api_visibility="private", queue=False)
 
         def ready(*inputs: Any) -> Any:
             # A search button works once there is an input (a missing second one gets its line in the
@@ -424,6 +460,9 @@ def build_demo(service: Service) -> gr.Blocks:
 
         search = search_btn.click(on_search, [query, face, k], [faces_img, results, vote_md, result_json, face], api_name="search_image", **img)
         search.then(csv_download, [result_json], [download], api_visibility="private", queue=False)
+        search.success(lambda: (gr.Button(visible=True), gr.Markdown(share_note(cfg.app_share_days), visible=True)), None, [share_btn, share_md], **private)
+        share_btn.click(on_share, [query, face, k], [share_md], api_name="share_result", **img)
+        demo.load(on_open, None, [faces_img, results, vote_md], api_visibility="private", queue=False)
         # The answer first: once a search ends its answer is scrolled into view (on a phone it
         # starts below the screen).
         search.then(None, None, None, js="() => document.querySelector('#rvs-vote')?.scrollIntoView({behavior: 'instant', block: 'start'})")

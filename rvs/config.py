@@ -241,6 +241,7 @@ class Config:
     video_library: str = ""
     # --- the served app only (the CLI is unlimited) ---
     # A video search is refused above this duration / number of frames, and stopped past this time.
+    app_share_days: float = 7.0  # "Share this result": how long a shared answer is kept (rvs/app/shared.py)
     app_max_video_seconds: float = 300.0
     app_max_video_frames: int = 9000
     app_video_time_limit_s: float = 240.0

@@ -350,3 +350,26 @@ def face_to_face_markdown(name: str, distance: float, cal: Any, n_other: int) ->
     )
     more = f"{n_other} more photo{'s' if n_other != 1 else ''} of {name} in the gallery" if n_other else f"no other photo of {name} in the gallery"
     return f"### {name}\n{strength}. Your face first, then the gallery photo; {more} below."
+
+
+# ---------------------------------------------------------------------------------------------
+# Sharing a result (rvs.app.shared)
+
+
+def share_note(days: float) -> str:
+    return (
+        f"Sharing keeps, on this server for {days:g} days: the searched face cropped from your photo (not the photo) "
+        "and this answer. Nothing is kept unless you press Share."
+    )
+
+
+def share_link_markdown(rid: str, days: float) -> str:
+    return f"**Link to this result:** [?result={rid}](?result={rid}) (kept {days:g} days on this server: the face crop and the answer)"
+
+
+def shared_expired(days: float) -> str:
+    return f"**This shared result has expired or does not exist** (shared results are kept {days:g} days)."
+
+
+def shared_header(summary: str) -> str:
+    return f"*A shared result.*\n\n{summary}"

@@ -334,6 +334,42 @@ class Service:
             raise type(e)(str(e).replace(str(path), label)) from None
         return video_answer(res, path, read_frames)
 
+    def share(self, query: ImageLike, face: str | int | None = "1 (largest)", k: int | None = None, name: str | None = None) -> str:
+        """Keep a search's answer for a link (rvs.app.shared): the search is run again here, so a
+        shared answer is always rvs's own (never words a client sent), and what is kept is the
+        searched face's crop, the answer's words and the tiles' gallery rows. Returns the id."""
+        from rvs.app.shared import SharedResults
+
+        want = parse_face(face)
+        if want == "all":
+            raise BadInputError("share one face's result: pick a face number")
+        ans = self.search_image(query, want, k, name=name)
+        tiles = ans.data.get("tiles") or []
+        if not tiles:
+            raise BadInputError("nothing to share: this search found no gallery faces")
+        img = load_image(query, max_pixels=self.config.max_pixels, name=name)
+        crop = crop_box(img, tiles[0]["query_box"], margin=0.4, size=256)
+        store = SharedResults(Path(self.config.cache_dir) / "shared", self.config.app_share_days)
+        captions = [c for _, c in ans.matches]
+        return store.save({"summary": ans.summary, "rows": [t["item"] for t in tiles], "captions": captions, "model_id": self.index.model_id}, crop)
+
+    def open_shared(self, rid: str) -> tuple[Image.Image, list, str] | None:
+        """A shared result by id: (the face, the tiles, the answer), or None (unknown or expired)."""
+        from rvs.app.shared import SharedResults
+
+        got = SharedResults(Path(self.config.cache_dir) / "shared", self.config.app_share_days).load(rid)
+        if got is None or self.index is None:
+            return None
+        payload, face = got
+        if payload.get("model_id") != self.index.model_id:
+            return None
+        tiles = [
+            (self.thumbnail(r), str(c))
+            for r, c in zip(payload.get("rows", []), payload.get("captions", []))
+            if isinstance(r, int) and 0 <= r < len(self.index)
+        ]
+        return face, tiles, str(payload.get("summary", ""))
+
     def face_to_face(self, query: ImageLike, tile: dict, name: str | None = None) -> tuple[Image.Image, Image.Image, str, list]:
         """A result tile opened: (the query's face at full resolution, the gallery photo with its
         face boxed, what the match is in words, the person's other photos in the gallery)."""
