@@ -33,6 +33,7 @@ from rvs.app.answers import (
     COMPARE_INTRO,
     HEADER,
     LIBRARY_MODES,
+    TABLE_HEADERS,
     face_choices,
     library_intro,
     no_face_markdown,
@@ -246,7 +247,7 @@ def build_demo(service: Service) -> gr.Blocks:
         with gr.Tab("Video"):
             with gr.Row():
                 with gr.Column(scale=4):
-                    video = gr.Video(label="Video", sources=["upload"], include_audio=True, height=280)
+                    video = gr.Video(label="Video", sources=["upload"], include_audio=True, height=280, elem_id="rvs-video")
                     vquery = gr.Image(label="Query: a frame, a screenshot or a photo of the person", type="filepath", image_mode=None, height=220)
                     mode = gr.Radio([FRAME_MODE, FACE_MODE], value=FRAME_MODE, label="Find")
                     vsearch_btn = gr.Button("Search the video", variant="primary", interactive=False)
@@ -272,9 +273,8 @@ def build_demo(service: Service) -> gr.Blocks:
                         preview=False,
                         fit_columns=False,
                     )
-                    segments = gr.Dataframe(
-                        headers=["#", "time", "reading", "score", "segment"], label="Moments and segments", interactive=False
-                    )
+                    segments = gr.Dataframe(headers=TABLE_HEADERS, label="Moments and segments (tap a row: the player goes there)", interactive=False, elem_id="rvs-segments")
+                    seek_to = gr.Number(visible=False)
             with gr.Accordion("Result as JSON", open=False):
                 vjson = gr.JSON(label="video result")
             lib = service.video_library
@@ -474,6 +474,17 @@ def build_demo(service: Service) -> gr.Blocks:
         detect.failure(detect_failed, None, [faces_img, face, vote_md], **private)
         vsearch = vsearch_btn.click(on_video, [video, vquery, mode], [frames, plot, segments, vsummary, vjson], api_name="search_video", **vid)
         vsearch.failure(video_failed, None, [frames, plot, segments, vsummary, vjson], **private)
+
+        def on_row(data: Any, evt: gr.SelectData) -> Any:
+            # A table row (a moment or a segment): its time, for the player below.
+            times = data.get("seek_times") if isinstance(data, dict) else None
+            row = evt.index[0] if isinstance(evt.index, (list, tuple)) and evt.index else evt.index
+            if not times or not isinstance(row, int) or not 0 <= row < len(times):
+                return gr.update()
+            return float(times[row])
+
+        seek = segments.select(on_row, [vjson], [seek_to], **private)
+        seek.then(None, [seek_to], None, js="(t) => { const v = document.querySelector('#rvs-video video'); if (v && t !== null) { v.currentTime = t; v.pause(); v.scrollIntoView({block: 'center'}); } }")
         async def on_compare(pa: Any, pb: Any) -> tuple[Any, ...]:
             try:
                 (sa, na), (sb, nb) = image_source(pa, guard), image_source(pb, guard)

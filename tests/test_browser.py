@@ -153,7 +153,7 @@ UX_JSON = Path(__file__).resolve().parent.parent / "bench" / "results" / "ux.jso
 
 
 # How each measure combines over the widths: the worst of them.
-WORST = {"share_link_restores_result": min, "server_paths_on_page": max, "false_preparing_message": max, "results_label_overlap_px": max, "compare_view_ok": min, "same_person_ok": min}
+WORST = {"video_seek_ok": min, "share_link_restores_result": min, "server_paths_on_page": max, "false_preparing_message": max, "results_label_overlap_px": max, "compare_view_ok": min, "same_person_ok": min}
 
 
 def record_ux(width: int, **measured) -> None:
@@ -279,3 +279,32 @@ def test_share_link_restores_the_result(browser, app_url, width, height):
     finally:
         page.close()
         other.close()
+
+
+@pytest.mark.skipif(not VIDEO.is_file(), reason="sample video not in the shared data")
+@pytest.mark.parametrize("width,height", [(390, 844)])
+def test_video_answer_on_a_phone(browser, app_url, width, height):
+    """Frame mode on a phone: the table fits the screen (no sideways scrolling) and tapping a
+    row moves the player to that moment."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(app_url, wait_until="networkidle")
+        page.get_by_role("tab", name="Video").click()
+        page.get_by_text("Find this frame").click()
+        page.locator("#rvs-video video").first.wait_for()
+        page.get_by_role("button", name="Search the video").click()
+        page.locator("#rvs-vsummary").get_by_text("frames compared").wait_for()
+        cell = page.locator("#rvs-segments [data-testid=cell-0-0]").first
+        cell.wait_for()
+        scroll = page.evaluate(
+            "() => [...document.querySelectorAll('#rvs-segments *')].some(e => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'visible' && e.clientWidth > 0)"
+        )
+        wide = page.evaluate("() => document.querySelector('#rvs-segments').getBoundingClientRect().right > window.innerWidth + 1")
+        cell.click()
+        page.wait_for_function("() => { const v = document.querySelector('#rvs-video video'); return v && Math.abs(v.currentTime - 2.0) < 0.1; }", timeout=15_000)
+        page.screenshot(path=str(ARTIFACTS / "browser_video_phone.png"), full_page=True)
+        record_ux(width, video_seek_ok=1, phone_table_horizontal_scroll=int(bool(scroll or wide)))
+        assert not scroll and not wide
+    finally:
+        page.close()

@@ -41,6 +41,9 @@ class ImageAnswer:
     data: dict
 
 
+TABLE_HEADERS = ["time", "reading", "score"]  # a video answer's table: three columns fit a phone
+
+
 @dataclass
 class VideoAnswer:
     """A video search, ready to display: frames (image, "00:02.04 · score 0.99"), a similarity
@@ -51,7 +54,7 @@ class VideoAnswer:
     rows: list[list[Any]]
     summary: str
     data: dict
-    headers: list[str] = field(default_factory=lambda: ["#", "start", "end", "best frame", "score", "samples"])
+    headers: list[str] = field(default_factory=lambda: list(TABLE_HEADERS))
 
 
 HEADER = """# rvs · reverse visual search
@@ -192,9 +195,11 @@ def video_answer(res: VideoResult, path: Path, read_frames: Callable) -> VideoAn
         ylabel="similarity",
         title=what,
     )
+    # A segment lasts until the next sample after its last one (never zero length); three columns fit a phone.
+    step = 1.0 / res.sample_fps if res.sample_fps > 0 else 0.0
     rows = [
-        [i + 1, format_time(s.start), format_time(s.end), format_time(s.best_time), round(float(s.score), 3), s.n_frames]
-        for i, s in enumerate(segs)
+        [f"{format_time(s.start)}–{format_time(min(s.end + step, res.duration))}", "this person" if face else "matching frames", round(float(s.score), 2)]
+        for s in segs
     ]
     t = res.timings
     head = (
@@ -208,7 +213,9 @@ def video_answer(res: VideoResult, path: Path, read_frames: Callable) -> VideoAn
         f"{res.width}x{res.height} video) · {t.get('total_s', 0):.1f} s"
         + (" (features cached)" if res.cached else "")
     )
-    return VideoAnswer(frames, plot, rows, summary, res.to_dict(curve=False, hits=False))
+    data = res.to_dict(curve=False, hits=False)
+    data["seek_times"] = [round(s.best_time, 3) for s in segs]  # what a table row's click moves the player to
+    return VideoAnswer(frames, plot, rows, summary, data)
 
 
 def moments_answer(res: VideoResult, path: Path, read_frames: Callable) -> VideoAnswer:
@@ -227,17 +234,16 @@ def moments_answer(res: VideoResult, path: Path, read_frames: Callable) -> Video
         ylabel="score",
         title="Frame: keypoints matching the query in one consistent layout, per frame; moments marked",
     )
-    rows = [
-        [i + 1, format_time(m.time), m.reading, round(float(m.score), 3), f"{format_time(m.start)}-{format_time(m.end)}" if m.reading == "same frame" else ""]
-        for i, m in enumerate(res.moments)
-    ]
+    # Three columns, readable on a phone without scrolling sideways; a moment's segment is in the JSON.
+    rows = [[format_time(m.time), m.reading, round(float(m.score), 2)] for m in res.moments]
     t = res.timings
     summary = (
         f"**{res.describe()}** · {res.n_samples} frames compared ({res.duration:.1f} s, {res.width}x{res.height} video) · "
         f"{t.get('total_s', 0):.1f} s" + (" (features cached)" if res.cached else "")
     )
-    headers = ["#", "time", "reading", "score", "segment"]
-    return VideoAnswer(frames, plot, rows, summary, res.to_dict(curve=False, hits=False), headers)
+    data = res.to_dict(curve=False, hits=False)
+    data["seek_times"] = [round(m.time, 3) for m in res.moments]  # what a table row's click moves the player to
+    return VideoAnswer(frames, plot, rows, summary, data, TABLE_HEADERS)
 
 
 def results_csv(data: dict) -> str | None:
