@@ -365,11 +365,11 @@ def test_video_search_finds_the_frame(client, service, tmp_path):
     # The still was taken at 2.00 s: the best moment is that frame, read as the same frame.
     assert data["moments"] and abs(data["moments"][0]["time"] - 2.0) <= 0.08, summary
     assert data["moments"][0]["reading"] == "same frame"
-    assert frames[0]["caption"].startswith("0:02.0") and "same frame" in frames[0]["caption"]
+    assert frames[0]["caption"].startswith("00:02.0") and "same frame" in frames[0]["caption"]  # the table's format
     assert table["headers"] == ["time", "reading", "score"]  # three columns: a phone shows them without scrolling
     assert table["data"][0][0].startswith("00:02.0") and table["data"][0][1] == "same frame"
     assert abs(data["seek_times"][0] - 2.0) <= 0.08  # where a click on that row moves the player
-    assert served_image(plot).size == (960, 300) and "Best moment 0:02.0" in summary
+    assert served_image(plot).size == (960, 300) and "Best moment 00:02.0" in summary
     # Derived features of an uploaded video are not kept.
     assert not any((Path(service.config.cache_dir) / "video").glob("*/frames-*"))
 

@@ -8,12 +8,13 @@ state and the app draws from several request threads at once.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from rvs.video.results import clock
 
 # Face colours: the first is the "selected" accent; the rest cycle for the other faces.
 ACCENT = (255, 196, 0)
@@ -126,15 +127,7 @@ def placeholder_tile(text: str, size: int = 192) -> Image.Image:
     return tile
 
 
-def format_time(t: float) -> str:
-    """Seconds as mm:ss.cc (e.g. 00:02.04); hours as h:mm:ss.cc."""
-    if not math.isfinite(t):
-        return "--:--"
-    cs = round(t * 100)
-    h, rem = divmod(cs, 360000)
-    m, rem = divmod(rem, 6000)
-    s, c = divmod(rem, 100)
-    return f"{h}:{m:02d}:{s:02d}.{c:02d}" if h else f"{m:02d}:{s:02d}.{c:02d}"
+format_time = clock  # one time format on the page: rvs.video.results.clock
 
 
 def similarity_plot(

@@ -13,6 +13,18 @@ from typing import Any
 from rvs.video.info import VideoInfo
 
 
+def clock(t: float) -> str:
+    """Seconds as a player's clock shows them, the one time format of the page: mm:ss.cc
+    (00:02.04); h:mm:ss.cc past an hour; --:-- when unknown."""
+    if not math.isfinite(t):
+        return "--:--"
+    cs = round(t * 100)
+    h, rem = divmod(cs, 360000)
+    m, rem = divmod(rem, 6000)
+    s, c = divmod(rem, 100)
+    return f"{h}:{m:02d}:{s:02d}.{c:02d}" if h else f"{m:02d}:{s:02d}.{c:02d}"
+
+
 def _r(x: float | None, nd: int = 4) -> float | None:
     """Round for JSON; NaN (a sample without a score, e.g. no face) becomes null."""
     if x is None or not math.isfinite(x):
@@ -136,9 +148,8 @@ class Moment:
     hit: FrameHit | None = None
 
     def caption(self) -> str:
-        """One line for a gallery or a table: "0:02.00 · same frame · 0.93"."""
-        m, s = divmod(max(0.0, self.time), 60)
-        return f"{int(m)}:{s:05.2f} · {self.reading} · {self.score:.2f}"
+        """One line for a gallery or a table: "00:02.00 · same frame · 0.93"."""
+        return f"{clock(max(0.0, self.time))} · {self.reading} · {self.score:.2f}"
 
     def to_dict(self) -> dict:
         d: dict[str, Any] = {
@@ -212,7 +223,7 @@ class VideoResult:
 
     def describe(self) -> str:
         """One line saying what was found, for a UI's summary: frame mode with "moments" fusion
-        names the best moment and its reading ("Best moment 0:02.00 · same frame · 0.94; 1 more
+        names the best moment and its reading ("Best moment 00:02.00 · same frame · 0.94; 1 more
         moment"), else the segment count."""
         if self.mode == "frame" and self.fusion == "moments":
             if not self.moments:
