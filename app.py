@@ -21,7 +21,6 @@ import base64
 import html
 import logging
 import os
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -567,15 +566,7 @@ def main(argv: list[str] | None = None) -> None:
     # Listen at once: the page says what is being prepared while the gallery downloads, loads or
     # builds in the background, and video frame search works meanwhile.
     service = Service.preparing(cfg, args.gallery)
-
-    def prepare() -> None:
-        try:
-            service.adopt(load_service(cfg, gallery=args.gallery, resolved=service.artifacts))
-        except Exception:  # never leave the page saying "preparing" forever
-            log.exception("the gallery could not be prepared")
-            service.problem, service.loading = "the gallery could not be prepared (see the server log)", False
-
-    threading.Thread(target=prepare, name="rvs-prepare", daemon=True).start()
+    service.prepare_in_background(lambda: load_service(cfg, gallery=args.gallery, resolved=service.artifacts))
     launch(build_demo(service), service, args.host, args.port, share=args.share)
 
 

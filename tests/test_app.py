@@ -434,6 +434,14 @@ def test_app_answers_while_the_gallery_is_prepared(service):
         early.search_image(lfw_image("Colin_Powell", 2))
     early.adopt(service)
     assert not early.loading and "Preparing" not in early.status_markdown()
+    # The Service runs its own start-up: a load that fails leaves one line, not "preparing" forever.
+    failing = Service.preparing(service.config)
+
+    def boom():
+        raise RuntimeError("disk on fire")
+
+    failing.prepare_in_background(boom).join(timeout=10)
+    assert not failing.loading and failing.problem == "the gallery could not be prepared (see the server log)"
     ans = early.search_image(lfw_image("Colin_Powell", 2), k=3)
     assert ans.data["results"][0]["identification"]["identity"] == "Colin_Powell"
 

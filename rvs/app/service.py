@@ -15,9 +15,10 @@ import dataclasses
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -166,8 +167,26 @@ class Service:
         self.artifact_folder, self.thumbnails = other.artifact_folder, other.thumbnails
         if other.bundled_examples:
             self.bundled_examples = other.bundled_examples
+        if other.video_library is not None:
+            self.video_library = other.video_library
         self.thumbnail.cache_clear()
         self.loading = False
+
+    def prepare_in_background(self, load: Callable[[], Service]) -> threading.Thread:
+        """Run `load` (the real Service: models, gallery) in a thread and adopt what it returns.
+        The Service owns its start-up state: a failure becomes the page's one line, never a
+        page that says "preparing" forever."""
+
+        def run() -> None:
+            try:
+                self.adopt(load())
+            except Exception:
+                log.exception("the gallery could not be prepared")
+                self.problem, self.loading = "the gallery could not be prepared (see the server log)", False
+
+        thread = threading.Thread(target=run, name="rvs-prepare", daemon=True)
+        thread.start()
+        return thread
 
     def gallery_people(self) -> list[list[Any]]:
         """[name, photos] of everyone in the gallery, by name (the page's searchable list)."""
