@@ -524,33 +524,18 @@ def test_opencv_decoder_setting(cfg, frame_query, tmp_path):
 LFW_DIR = default_data_dir() / "lfw" / "images_deepfunneled"
 
 
-def _texture(seed: int) -> np.ndarray:
-    """A picture without faces: coloured shapes on a gradient (something for ORB to hold on to)."""
-    rng = np.random.default_rng(seed)
-    img = np.zeros((400, 700, 3), np.uint8)
-    img[:] = np.linspace(40, 200, 700, dtype=np.uint8)[None, :, None]
-    for _ in range(60):
-        c = tuple(int(x) for x in rng.integers(0, 255, 3))
-        x, y = int(rng.integers(0, 700)), int(rng.integers(0, 400))
-        if rng.random() < 0.5:
-            cv2.circle(img, (x, y), int(rng.integers(8, 40)), c, -1)
-        else:
-            cv2.rectangle(img, (x, y), (x + 50, y + 30), c, -1)
-    return img
-
-
 @pytest.fixture(scope="module")
 def timed_videos(tmp_path_factory):
     """Two videos with a face shot (Colin Powell) between shots without faces, written the way
     real files come: `late` with its video stream starting 0.852 s after its audio, `vfr` with
     frame durations of 40 and 80 ms. Returns {name: (path, placed shots)}."""
-    from rvs.video.synth import load_rgb, pan, vfr_durations, write_video
+    from rvs.video.synth import load_rgb, pan, shapes, vfr_durations, write_video
 
     powell = load_rgb(LFW_DIR / "Colin_Powell" / "Colin_Powell_0001.jpg")
     shots = [
-        pan(_texture(1), (0.45, 0.5, 0.8), (0.55, 0.5, 0.7), 25, "shapes 1"),
+        pan(shapes(1), (0.45, 0.5, 0.8), (0.55, 0.5, 0.7), 25, "shapes 1"),
         pan(powell, (0.50, 0.45, 0.95), (0.50, 0.42, 0.80), 40, "powell"),
-        pan(_texture(2), (0.55, 0.5, 0.7), (0.45, 0.5, 0.8), 25, "shapes 2"),
+        pan(shapes(2), (0.55, 0.5, 0.7), (0.45, 0.5, 0.8), 25, "shapes 2"),
     ]
     out = tmp_path_factory.mktemp("timed")
     return {

@@ -27,36 +27,23 @@ LFW = DATA / "lfw" / "images_deepfunneled"
 pytestmark = pytest.mark.skipif(not VIDEO.exists(), reason=f"sample video missing: {VIDEO}")
 
 
-def _texture(seed: int) -> np.ndarray:
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    img = np.zeros((400, 700, 3), np.uint8)
-    img[:] = np.linspace(30, 210, 700, dtype=np.uint8)[None, :, None]
-    for _ in range(80):
-        c = tuple(int(x) for x in rng.integers(0, 255, 3))
-        x, y = int(rng.integers(0, 700)), int(rng.integers(0, 400))
-        cv2.circle(img, (x, y), int(rng.integers(8, 40)), c, -1)
-    return img
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """arcade.mp4 (the 1080p sample), powell.mp4 (late-starting stream: shapes, Colin Powell from
     0.852 + 1.0 s to ~3.4 s, shapes), shapes.mp4 (no faces, variable frame rate), broken.mp4."""
-    from rvs.video.synth import load_rgb, pan, vfr_durations, write_video
+    from rvs.video.synth import load_rgb, pan, shapes, vfr_durations, write_video
 
     d = tmp_path_factory.mktemp("videos")
     shutil.copy(VIDEO, d / "arcade.mp4")
     powell = load_rgb(LFW / "Colin_Powell" / "Colin_Powell_0001.jpg")
     shots = [
-        pan(_texture(1), (0.45, 0.5, 0.8), (0.55, 0.5, 0.7), 25, "shapes 1"),
+        pan(shapes(1), (0.45, 0.5, 0.8), (0.55, 0.5, 0.7), 25, "shapes 1"),
         pan(powell, (0.50, 0.45, 0.95), (0.50, 0.42, 0.80), 40, "powell"),
-        pan(_texture(2), (0.55, 0.5, 0.7), (0.45, 0.5, 0.8), 25, "shapes 2"),
+        pan(shapes(2), (0.55, 0.5, 0.7), (0.45, 0.5, 0.8), 25, "shapes 2"),
     ]
     placed = write_video(d / "powell.mp4", shots, size=(480, 270), start_s=0.852)
     (d / "sub").mkdir()
-    write_video(d / "sub" / "shapes.mp4", [pan(_texture(3), (0.3, 0.5, 0.5), (0.7, 0.5, 0.5), 60, "shapes 3")], size=(480, 270), durations=vfr_durations(60, 25.0))
+    write_video(d / "sub" / "shapes.mp4", [pan(shapes(3), (0.3, 0.5, 0.5), (0.7, 0.5, 0.5), 60, "shapes 3")], size=(480, 270), durations=vfr_durations(60, 25.0))
     (d / "broken.mp4").write_bytes((d / "powell.mp4").read_bytes()[:3000])  # truncated: no index
     return d, placed
 
@@ -138,9 +125,9 @@ def test_update_indexes_only_the_new_video(library, folder, tmp_path, monkeypatc
     shutil.copytree(out, lib_copy)
     new = tmp_path / "videos"
     shutil.copytree(d, new)
-    from rvs.video.synth import pan, write_video
+    from rvs.video.synth import pan, shapes, write_video
 
-    write_video(new / "new.mp4", [pan(_texture(9), (0.4, 0.5, 0.6), (0.6, 0.5, 0.6), 30, "shapes 9")], size=(320, 180))
+    write_video(new / "new.mp4", [pan(shapes(9), (0.4, 0.5, 0.6), (0.6, 0.5, 0.6), 30, "shapes 9")], size=(320, 180))
     calls: list[str] = []
     real = indexer.index_video
     monkeypatch.setattr(indexer, "index_video", lambda path, *a, **k: (calls.append(Path(path).name), real(path, *a, **k))[1])

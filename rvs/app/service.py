@@ -441,15 +441,10 @@ class Service:
         return pair, compare_markdown(c), c.to_dict()
 
     def _face_models(self):
-        """(detector, embedder): the search engine's, else loaded once for this service."""
-        if self.engine is not None:
-            return self.engine.detector, self.engine.embedder
-        if getattr(self, "_own_models", None) is None:
-            from rvs.faces.detect import FaceDetector
-            from rvs.faces.embedders import create_embedder
-
-            self._own_models = (FaceDetector(self.config), create_embedder(self.config))
-        return self._own_models
+        """(detector, embedder): the ones video person mode uses too (the search engine's, else
+        loaded once per process), so comparing photos loads no second copy."""
+        m = self._video_face_models()
+        return m.query_detector, m.embedder
 
     def _load_video_library(self):
         """The configured video library (`Config.video_library`), or None: absent, or refused in

@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _fmt_time(t: float) -> str:
+def fmt_time(t: float) -> str:
+    """A time for the CLI's tables: m:ss.cc (h:mm:ss.cc past an hour)."""
     m, s = divmod(max(0.0, t), 60)
     h, m = divmod(int(m), 60)
     return f"{h}:{m:02d}:{s:05.2f}" if h else f"{m}:{s:05.2f}"
@@ -85,7 +86,7 @@ def _table(result, top: int) -> str:
     r = result
     sampling = "every frame" if r.sample_fps >= r.fps - 1e-6 else f"{r.sample_fps:g} samples/s"
     lines = [
-        f"video: {Path(r.video).name}  {r.width}x{r.height}  {r.fps:.2f} fps  {_fmt_time(r.duration)}  {r.frame_count} frames",
+        f"video: {Path(r.video).name}  {r.width}x{r.height}  {r.fps:.2f} fps  {fmt_time(r.duration)}  {r.frame_count} frames",
         f"mode: {r.mode} ({sampling}, {r.n_samples} samples{', cached features' if r.cached else ''})",
     ]
     if r.mode == "face" and r.query_box is not None:
@@ -96,7 +97,7 @@ def _table(result, top: int) -> str:
     if not r.segments:
         lines.append(f"no match ({rule}).")
         if r.closest is not None:
-            lines.append(f"closest: frame {r.closest.frame} at {_fmt_time(r.closest.time)}, score {r.closest.score:.3f}")
+            lines.append(f"closest: frame {r.closest.frame} at {fmt_time(r.closest.time)}, score {r.closest.score:.3f}")
     else:
         lines.append(f"{len(r.segments)} segment(s) where {rule}:")
         face = r.mode == "face"
@@ -109,7 +110,7 @@ def _table(result, top: int) -> str:
             best = next(h for h in s.hits if h.frame == s.best_frame)
             second = best.faces[0].distance if face else s.rank
             row = (
-                f"{n:>3}  {_fmt_time(s.start):>8}  {_fmt_time(s.end):>8}  {_fmt_time(s.best_time):>8}  "
+                f"{n:>3}  {fmt_time(s.start):>8}  {fmt_time(s.end):>8}  {fmt_time(s.best_time):>8}  "
                 f"{s.best_frame:>6}  {s.score:>7.3f}  {second:>6.3f}  {s.n_frames:>5}"
             )
             if face:
@@ -129,14 +130,14 @@ def _moments_table(r, top: int) -> list[str]:
     if not r.moments:
         lines.append("no match: no frame shares keypoints with the query in a consistent layout.")
         if r.closest is not None:
-            lines.append(f"closest: frame {r.closest.frame} at {_fmt_time(r.closest.time)}, score {r.closest.score:.3f}")
+            lines.append(f"closest: frame {r.closest.frame} at {fmt_time(r.closest.time)}, score {r.closest.score:.3f}")
     else:
         lines.append(f"{len(r.moments)} moment(s), best first (score: matched keypoint share x placement; ncc: aligned pixels agree, 1 = same):")
         lines.append(f"{'#':>3}  {'at':>8}  {'frame':>6}  {'reading':<13}  {'score':>6}  {'ncc':>5}  {'segment':>19}")
         for n, m in enumerate(r.moments[:top], 1):
-            seg = f"{_fmt_time(m.start)}-{_fmt_time(m.end)}" if m.reading == "same frame" else ""
+            seg = f"{fmt_time(m.start)}-{fmt_time(m.end)}" if m.reading == "same frame" else ""
             ncc = f"{m.ncc:.2f}" if m.ncc is not None else "-"
-            lines.append(f"{n:>3}  {_fmt_time(m.time):>8}  {m.frame:>6}  {m.reading:<13}  {m.score:>6.3f}  {ncc:>5}  {seg:>19}")
+            lines.append(f"{n:>3}  {fmt_time(m.time):>8}  {m.frame:>6}  {m.reading:<13}  {m.score:>6.3f}  {ncc:>5}  {seg:>19}")
         if len(r.moments) > top:
             lines.append(f"... {len(r.moments) - top} more (--top N, or --json for all)")
     t = r.timings

@@ -7,11 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-
-def _fmt_time(t: float) -> str:
-    m, s = divmod(max(0.0, t), 60)
-    h, m = divmod(int(m), 60)
-    return f"{h}:{m:02d}:{s:05.2f}" if h else f"{m}:{s:05.2f}"
+from rvs.commands.video import fmt_time
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,12 +54,12 @@ def _search_table(r, top: int) -> str:
         lines.append("not found in any video of this library.")
         if r.closest is not None:
             c = r.closest
-            lines.append(f"closest face: {c.video} at {_fmt_time(c.best_time)}, distance {c.score:.3f} (not the same person)")
+            lines.append(f"closest face: {c.video} at {fmt_time(c.best_time)}, distance {c.score:.3f} (not the same person)")
         return "\n".join(lines)
     lines.append(f"{'#':>3}  {'video':<32}  {'best at':>8}  {'score':>6}  {'decision':<13}  segments")
     for n, h in enumerate(r.hits[:top], 1):
-        segs = ", ".join(f"{_fmt_time(s.start)}-{_fmt_time(s.end)}" for s in h.segments[:4]) + (" ..." if len(h.segments) > 4 else "")
-        lines.append(f"{n:>3}  {h.video[:32]:<32}  {_fmt_time(h.best_time):>8}  {h.score:>6.3f}  {h.decision:<13}  {segs}")
+        segs = ", ".join(f"{fmt_time(s.start)}-{fmt_time(s.end)}" for s in h.segments[:4]) + (" ..." if len(h.segments) > 4 else "")
+        lines.append(f"{n:>3}  {h.video[:32]:<32}  {fmt_time(h.best_time):>8}  {h.score:>6.3f}  {h.decision:<13}  {segs}")
     if len(r.hits) > top:
         lines.append(f"... {len(r.hits) - top} more (--top N, or --json)")
     return "\n".join(lines)
@@ -105,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"library {lib_dir}: {len(lib.videos)} videos, {lib.hours * 60:.1f} min, {len(lib.vectors)} face vectors ({lib.model_id})")
             for v in lib.videos:
-                print(f"  {v.name:<40} {_fmt_time(v.duration):>8}  {v.width}x{v.height}  {v.n_tracks:>4} face tracks  {v.n_shots:>4} shots")
+                print(f"  {v.name:<40} {fmt_time(v.duration):>8}  {v.width}x{v.height}  {v.n_tracks:>4} face tracks  {v.n_shots:>4} shots")
         return 0
     if args.action == "remove":
         from rvs.library.indexer import remove_videos

@@ -34,6 +34,7 @@ from rvs.faces.embedders import video_threshold
 from rvs.imageio import ImageLike
 from rvs.library.store import Library
 from rvs.video.faces import VideoFaceModels, face_models, query_embedding, torch_threads
+from rvs.video.results import json_number
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,6 @@ LIBRARY_SHORTLIST = 200  # frame mode: samples of the whole library matched geom
 PER_VIDEO_SHORTLIST = 6  # plus the best few of each video
 REFINE_INLIER_SHARE = 0.5  # refinement: frames matched with this share of the best inlier count compete on placement
 REFINE_SAMPLES = 2.5  # the best moment is refined over every frame within this many sample intervals
-
-
-def _r(x: float | None, nd: int = 4) -> float | None:
-    return None if x is None or not np.isfinite(x) else round(float(x), nd)
 
 
 @dataclass
@@ -58,7 +55,7 @@ class LibrarySegment:
     score: float  # person: distance (lower is closer); frame: similarity
 
     def to_dict(self) -> dict:
-        return {"start": _r(self.start, 3), "end": _r(self.end, 3), "best_time": _r(self.best_time, 3), "score": _r(self.score)}
+        return {"start": json_number(self.start, 3), "end": json_number(self.end, 3), "best_time": json_number(self.best_time, 3), "score": json_number(self.score)}
 
 
 @dataclass
@@ -78,9 +75,9 @@ class LibraryHit:
     def to_dict(self) -> dict:
         d: dict[str, Any] = {
             "video": self.video,
-            "duration": _r(self.duration, 3),
-            "best_time": _r(self.best_time, 3),
-            "score": _r(self.score),
+            "duration": json_number(self.duration, 3),
+            "best_time": json_number(self.best_time, 3),
+            "score": json_number(self.score),
             "decision": self.decision,
             "segments": [s.to_dict() for s in self.segments],
         }
@@ -105,8 +102,8 @@ class LibraryResult:
         d: dict[str, Any] = {
             "mode": self.mode,
             "videos_searched": self.videos_searched,
-            "hours_searched": _r(self.hours_searched, 4),
-            "threshold": _r(self.threshold),
+            "hours_searched": json_number(self.hours_searched, 4),
+            "threshold": json_number(self.threshold),
             "hits": [h.to_dict() for h in self.hits],
             "closest": self.closest.to_dict() if self.closest else None,
             "timings_ms": {k: round(v * 1000, 1) for k, v in self.timings.items()},
@@ -202,7 +199,7 @@ def _refine(path: str, around: float, half: float, views, config: Config) -> tup
     """(time, score) of the best-matching frame within `half` seconds of `around`, every frame
     decoded; None when the file is gone or unreadable (the sample's time stands then)."""
     from rvs.video.decode import downscale
-    from rvs.video.frames import Featurizer, geo_match
+    from rvs.video.frames import Featurizer, geo_match, placement_prior
     from rvs.video.reader import frames_between
 
     if not Path(path).is_file():
@@ -230,7 +227,7 @@ def _refine(path: str, around: float, half: float, views, config: Config) -> tup
     # frame's centre.
     most = max(g.inliers for _, g in found)
     t, g = min(((t, g) for t, g in found if g.inliers >= REFINE_INLIER_SHARE * most), key=lambda tg: (tg[1].offset, -tg[1].share))
-    return t, g.share * (1.0 - config.video_centre_weight * min(1.0, g.offset / max(config.video_centre_scale, 1e-6)))
+    return t, g.share * placement_prior(g, config)
 
 
 def search_frame(lib: Library, query_image: ImageLike, config: Config) -> LibraryResult:

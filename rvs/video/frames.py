@@ -517,6 +517,12 @@ def aligned_ncc(view: QueryView, m: np.ndarray, f_size: tuple[int, int], thumb: 
     return float((a * b).sum() / den) if den > 0 else float("nan")
 
 
+def placement_prior(g: GeoMatch, config: Config) -> float:
+    """1 when the query's centre lands on the frame's centre, down to 1 - `video_centre_weight`
+    at `video_centre_scale` of the frame width or more off (see `GeoScores`)."""
+    return 1.0 - config.video_centre_weight * min(1.0, g.offset / max(config.video_centre_scale, 1e-6))
+
+
 class GeoScores:
     """Per-frame geometric match of the query, computed on demand and kept: score[j] is NaN until
     frame j is compared, 0 below `video_min_inliers`.
@@ -540,8 +546,7 @@ class GeoScores:
         self.per_view: list[dict[int, GeoMatch]] = [{} for _ in views]
 
     def prior(self, g: GeoMatch) -> float:
-        c = self.config
-        return 1.0 - c.video_centre_weight * min(1.0, g.offset / max(c.video_centre_scale, 1e-6))
+        return placement_prior(g, self.config)
 
     def _compute(self, jk: tuple[int, int]) -> GeoMatch:
         j, k = jk

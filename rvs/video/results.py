@@ -25,7 +25,7 @@ def clock(t: float) -> str:
     return f"{h}:{m:02d}:{s:02d}.{c:02d}" if h else f"{m:02d}:{s:02d}.{c:02d}"
 
 
-def _r(x: float | None, nd: int = 4) -> float | None:
+def json_number(x: float | None, nd: int = 4) -> float | None:
     """Round for JSON; NaN (a sample without a score, e.g. no face) becomes null."""
     if x is None or not math.isfinite(x):
         return None
@@ -44,9 +44,9 @@ class FaceBox:
     def to_dict(self) -> dict:
         return {
             "box": [round(float(v), 1) for v in self.box],
-            "prob": _r(self.prob),
-            "distance": _r(self.distance),
-            "similarity": _r(self.similarity),
+            "prob": json_number(self.prob),
+            "distance": json_number(self.distance),
+            "similarity": json_number(self.similarity),
         }
 
 
@@ -78,9 +78,9 @@ class FrameHit:
     flipped: bool | None = None
 
     def to_dict(self) -> dict:
-        d: dict[str, Any] = {"frame": self.frame, "time": _r(self.time, 3), "score": _r(self.score), "rank": _r(self.rank)}
+        d: dict[str, Any] = {"frame": self.frame, "time": json_number(self.time, 3), "score": json_number(self.score), "rank": json_number(self.rank)}
         if self.phash is not None or self.hist is not None:
-            d.update(phash=_r(self.phash), hist=_r(self.hist), orb=_r(self.orb))
+            d.update(phash=json_number(self.phash), hist=json_number(self.hist), orb=json_number(self.orb))
         if self.inliers is not None:
             d.update(inliers=self.inliers, flipped=self.flipped)
         if self.faces:
@@ -110,12 +110,12 @@ class Segment:
 
     def to_dict(self, hits: bool = True) -> dict:
         d: dict[str, Any] = {
-            "start": _r(self.start, 3),
-            "end": _r(self.end, 3),
+            "start": json_number(self.start, 3),
+            "end": json_number(self.end, 3),
             "best_frame": self.best_frame,
-            "best_time": _r(self.best_time, 3),
-            "score": _r(self.score),
-            "rank": _r(self.rank),
+            "best_time": json_number(self.best_time, 3),
+            "score": json_number(self.score),
+            "rank": json_number(self.rank),
             "n_frames": self.n_frames,
         }
         if hits:
@@ -153,13 +153,13 @@ class Moment:
 
     def to_dict(self) -> dict:
         d: dict[str, Any] = {
-            "time": _r(self.time, 3),
+            "time": json_number(self.time, 3),
             "frame": self.frame,
-            "score": _r(self.score),
+            "score": json_number(self.score),
             "reading": self.reading,
-            "start": _r(self.start, 3),
-            "end": _r(self.end, 3),
-            "ncc": _r(self.ncc),
+            "start": json_number(self.start, 3),
+            "end": json_number(self.end, 3),
+            "ncc": json_number(self.ncc),
         }
         if self.hit is not None and self.hit.inliers is not None:
             d.update(inliers=self.hit.inliers, flipped=self.hit.flipped)
@@ -237,14 +237,14 @@ class VideoResult:
         d: dict[str, Any] = {
             "mode": self.mode,
             "video": self.video,
-            "fps": _r(self.fps, 3),
-            "duration": _r(self.duration, 3),
+            "fps": json_number(self.fps, 3),
+            "duration": json_number(self.duration, 3),
             "frame_count": self.frame_count,
             "width": self.width,
             "height": self.height,
-            "sample_fps": _r(self.sample_fps, 3),
+            "sample_fps": json_number(self.sample_fps, 3),
             "n_samples": self.n_samples,
-            "threshold": _r(self.threshold),
+            "threshold": json_number(self.threshold),
             "matched": self.matched,
             "segments": [s.to_dict(hits=hits) for s in self.segments],
             "closest": self.closest.to_dict() if self.closest else None,
@@ -258,7 +258,7 @@ class VideoResult:
             d["fusion"] = self.fusion
             d["moments"] = [m.to_dict() for m in self.moments]
         if curve:
-            d["curve"] = [[_r(t, 3), _r(s)] for t, s in self.curve]
+            d["curve"] = [[json_number(t, 3), json_number(s)] for t, s in self.curve]
         return d
 
 

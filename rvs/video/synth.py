@@ -163,6 +163,23 @@ def write_video(
     return placed
 
 
+def shapes(seed: int, size: Size = (700, 400), n: int = 60) -> np.ndarray:
+    """An RGB picture without faces: `n` coloured circles and rectangles on a grey gradient
+    (something for ORB to hold on to, nothing for a face detector)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:] = np.linspace(40, 200, w, dtype=np.uint8)[None, :, None]
+    for _ in range(n):
+        c = tuple(int(x) for x in rng.integers(0, 255, 3))
+        x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+        if rng.random() < 0.5:
+            cv2.circle(img, (x, y), int(rng.integers(8, 40)), c, -1)
+        else:
+            cv2.rectangle(img, (x, y), (x + 50, y + 30), c, -1)
+    return img
+
+
 def read_rgb(path: Path, limit: int | None = None) -> list[np.ndarray]:
     """Every frame of a video as RGB arrays (for small videos)."""
     cap, out = cv2.VideoCapture(str(path)), []
