@@ -369,7 +369,13 @@ def test_video_search_finds_the_frame(client, service, tmp_path):
     assert table["headers"] == ["time", "reading", "score"]  # three columns: a phone shows them without scrolling
     assert table["data"][0][0].startswith("00:02.0") and table["data"][0][1] == "same frame"
     assert abs(data["seek_times"][0] - 2.0) <= 0.08  # where a click on that row moves the player
-    assert served_image(plot).size == (960, 300) and "Best moment 00:02.0" in summary
+    assert "Best moment 00:02.0" in summary
+    # The plot is a Vega-Lite chart the browser draws: every sampled frame's score, the moment marked where it is.
+    import json
+
+    assert plot["type"] == "altair"
+    layers = {layer["mark"]["type"]: layer["data"]["values"] for layer in json.loads(plot["plot"])["layer"]}
+    assert len(layers["line"]) >= 100 and abs(layers["point"][0]["t"] - 2.0) <= 0.08 and layers["point"][0]["time"].startswith("00:02.0")
     # Derived features of an uploaded video are not kept.
     assert not any((Path(service.config.cache_dir) / "video").glob("*/frames-*"))
 
@@ -404,7 +410,8 @@ def test_face_picker_values_and_drawing():
     from PIL import Image
 
     from rvs.app.answers import face_choices, parse_face
-    from rvs.app.draw import draw_faces, format_time, similarity_plot
+    from rvs.app.chart import similarity_chart
+    from rvs.app.draw import draw_faces, face_at, format_time
     from rvs.errors import BadInputError
 
     assert face_choices(1) == ["1 (largest)"]
@@ -418,8 +425,17 @@ def test_face_picker_values_and_drawing():
     out = draw_faces(img, [[60, 50, 180, 200]], [np.array([[90, 100], [150, 100], [120, 130], [95, 160], [145, 160]])])
     assert out.size == (512, 512)  # small photos are enlarged so labels stay legible
     assert out.getpixel((round(60 * 512 / 250), 300)) != (90, 90, 90)  # the box's left edge
-    plot = similarity_plot([(0.0, 0.2), (0.5, math.nan), (1.0, 0.99), (1.5, 0.3)], [(0.9, 1.1)], [1.0], threshold=0.98, duration=2.0)
-    assert plot.size == (960, 300) and plot.mode == "RGB"
+    # A tap on the drawn picture: the face under it (the smaller of two nested boxes), a near miss
+    # counts, a tap far from every face does not.
+    boxes = [[0, 0, 100, 100], [40, 40, 60, 60], [300, 0, 350, 50]]
+    assert face_at(boxes, 50, 50) == 1 and face_at(boxes, 10, 10) == 0 and face_at(boxes, 360, 60) == 2 and face_at(boxes, 200, 300) is None
+    # The similarity chart: scoreless samples left out, a one-sample segment still visible, times on the player's clock.
+    spec = similarity_chart([(0.0, 0.2), (0.5, math.nan), (1.0, 0.99), (1.5, 0.3)], [(1.0, 1.0)], [(1.0, 0.99, "same frame")], threshold=0.98, duration=60.0)
+    layers = {layer["mark"]["type"]: layer["data"]["values"] for layer in spec["layer"]}
+    assert [v["t"] for v in layers["line"]] == [0.0, 1.0, 1.5] and layers["line"][1]["time"] == "00:01.00"
+    band = layers["rect"][0]
+    assert band["end"] - band["start"] >= 60.0 / 150 - 1e-9 and band["start"] < 1.0 < band["end"]
+    assert layers["rule"][0]["y"] == 0.98 and layers["point"][0]["what"] == "same frame"
 
 
 def test_app_answers_while_the_gallery_is_prepared(service):

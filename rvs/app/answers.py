@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from rvs.app.draw import draw_faces, fit, format_time, similarity_plot
+from rvs.app.chart import similarity_chart
+from rvs.app.draw import draw_faces, fit, format_time
 from rvs.errors import BadInputError
 from rvs.gallery.identify import format_probability
 from rvs.video.results import VideoResult
@@ -39,6 +40,8 @@ class ImageAnswer:
     matches: list[tuple[Image.Image, str]]
     summary: str
     data: dict
+    face_boxes: list[list[float]] = field(default_factory=list)  # each face's box on `annotated` (pixels): a tap's target
+    face_crop: Image.Image | None = None  # the searched face, shown beside the answer
 
 
 TABLE_HEADERS = ["time", "reading", "score"]  # a video answer's table: three columns fit a phone
@@ -46,15 +49,85 @@ TABLE_HEADERS = ["time", "reading", "score"]  # a video answer's table: three co
 
 @dataclass
 class VideoAnswer:
-    """A video search, ready to display: frames (image, "00:02.04 · score 0.99"), a similarity
-    over time plot, one table row per segment, a markdown summary and the result as a dict."""
+    """A video search, ready to display: frames (image, "00:02.04 · score 0.99"), similarity over
+    time (a Vega-Lite spec, rvs.app.chart), one table row per segment, a markdown summary and the
+    result as a dict (its "frame_times": where each frame shown is, for the player)."""
 
     frames: list[tuple[Image.Image, str]]
-    plot: Image.Image
+    plot: dict
     rows: list[list[Any]]
     summary: str
     data: dict
     headers: list[str] = field(default_factory=lambda: list(TABLE_HEADERS))
+
+
+# ---------------------------------------------------------------------------------------------
+# The page's words (app.py only places them)
+
+
+class Words:
+    """Every label, hint and placeholder the page shows."""
+
+    tab_photo, tab_video, tab_compare = "Photo", "Video", "Same person?"
+    photo = "Photo with a face"
+    photo_searched = "Your photo: tap a face to search it"
+    face = "Face to search"
+    face_info = "numbers as drawn on the photo"
+    k = "Results (k)"
+    options = "Options"
+    search = "Search again"
+    another_photo = "Use another photo"
+    examples = "Examples (click one: the search starts)"
+    photo_waiting = "Upload a photo, or click an example: the search starts by itself."
+    photo_searching = "Searching ..."
+    results = "Nearest gallery faces: look-alikes unless named above (tap one to compare face to face)"
+    close = "Close"
+    your_face = "Your photo's face"
+    gallery_photo = "The gallery photo"
+    other_photos = "Their other photos in the gallery"
+    download = "Download the results (CSV)"
+    share = "Share this result"
+    json = "Result as JSON"
+    video = "Video"
+    video_query = "Query: a frame, a screenshot or a photo of the person"
+    find = "Find"
+    video_search = "Search the video"
+    video_waiting = "Upload a video and a query picture."
+    video_examples = "Examples: 4 s of people walking (click one, then Search)"
+    frames = "Where it appears (tap one: the player goes there)"
+    table = "Moments and segments (tap a row: the player goes there)"
+    plot = "Similarity over time"
+    library = "Search the video library"
+    library_query = "A photo of the person, or a picture"
+    library_waiting = "Upload a query picture."
+    library_hits = "Videos it appears in"
+    photo_1, photo_2 = "Photo 1", "Photo 2"
+    compare = "Compare"
+    compare_waiting = "Upload two photos."
+    compare_faces = "The two faces compared"
+    about = "About this gallery"
+    people = "Who is in this gallery (search by name)"
+    people_headers = ("person", "photos")
+    failed = "Nothing to show: try again."
+
+
+VIDEO_MODES = {"frame": "Frame (find the moment this picture was taken from)", "face": "Person (face)"}
+VIDEO_EXAMPLES = {"frame": "Find this frame of the video (a still at 2.00 s)", "face": "Find this person (a face seen at 1.00 s)"}
+CHART_TITLES = {
+    "face": "Face similarity per frame · shaded: this person",
+    "frame": "Fused similarity per frame · shaded: matching frames",
+    "moments": "Keypoint match per frame · ▼ moments",
+}
+
+
+def privacy_note(minutes: int) -> str:
+    return (
+        "**Privacy.** Uploads are processed in memory for your request only: nothing is logged or stored by rvs, "
+        "derived video features of uploads are deleted after the search, and Gradio's temporary copies are swept "
+        f"within {minutes} minutes. **Caveat.** The gallery is LFW, a research benchmark of public "
+        "figures; a name is given only above a calibrated probability, and look-alikes are similarities, not "
+        "identifications. Do not use this to identify private people."
+    )
 
 
 HEADER = """# rvs · reverse visual search
@@ -64,10 +137,50 @@ of public figures, naming someone only when it is sure. It also finds where a pi
 appears in a video, and tells whether two photos show the same person.
 """
 
+PREPARING = {
+    "hub": "downloading and checking the gallery {repo}",
+    "load": "loading the face models and the gallery",
+    "build": "building a starter gallery from the LFW photos here (once; a few minutes on 2 cores)",
+}
+
+
+def preparing_line(what: str) -> str:
+    return f"- **Preparing the gallery**: {what}. Video frame search works already; image search starts when this line changes."
+
+
+def gallery_line(photos: int, people: int, lfw: bool) -> str:
+    """What the gallery is, in the header's words: "13,228 photos of 5,748 public figures from LFW"."""
+    who = f"{people:,} public figures from LFW (Labeled Faces in the Wild)" if lfw else f"{people:,} people"
+    return f"- Gallery: {photos:,} photos of {who}\n- Details and the list of people: *About this gallery*, below."
+
+
+def about_lines(faces: int, people: int, origin: str | None, model_id: str, open_set: dict | None) -> str:
+    """The "About this gallery" section: where the gallery came from, the model, how names are decided."""
+    lines = [f"- **Gallery**: {faces:,} faces of {people:,} people"]
+    if origin:
+        lines.append(f"- **From**: {origin}")
+    lines.append(f"- **Model**: `{model_id}`")
+    if isinstance(open_set, dict) and "threshold" in open_set:
+        st = open_set.get("stats", {})
+        lines.append(
+            f"- **Names**: given when the probability of being right exceeds {format_probability(open_set['threshold'])}; "
+            f"calibrated on this gallery for at most {open_set['target_fpir']:.0%} of people not in it getting a name "
+            f"({st.get('fpir_calibration', 0):.2%} on its calibration strangers)"
+        )
+    else:
+        lines.append("- **Names**: this gallery has no open-set calibration, so no one is named")
+    return "\n".join(lines)
+
+
 MATCH_NOTE = (
     "match % = probability that two faces this far apart are the same person, calibrated on LFW photo pairs "
     "(the distance between unit embeddings is in the JSON and CSV)"
 )
+
+
+def tile_tooltip(distance: float) -> str:
+    """A result tile's tooltip, for experts: the raw distance."""
+    return f"distance {distance:.3f} between unit embeddings (0 = identical, 2 = opposite)"
 
 
 def match_strength(distance: float, cal: Any) -> str:
@@ -181,19 +294,10 @@ def video_answer(res: VideoResult, path: Path, read_frames: Callable) -> VideoAn
         frames.append((img, f"closest: {caption} (below threshold)" if closest_only else caption))
     # Face mode's curve is a cosine similarity while its threshold is a distance.
     thr = 1.0 - res.threshold**2 / 2.0 if face else res.threshold
-    what = (
-        "Person: best face similarity (cosine) per sampled frame; matching segments shaded"
-        if face
-        else "Frame: fused similarity (pHash + histogram + ORB) per frame; matching segments shaded"
-    )
-    plot = similarity_plot(
-        res.curve,
-        [(s.start, s.end) for s in segs],
-        times if not closest_only else [],
-        threshold=thr,
-        duration=res.duration,
-        ylabel="similarity",
-        title=what,
+    marks = [] if closest_only else [(t, h.score if h is not None else float("nan"), c) for t, h, (_, c) in zip(times, hits, frames)]
+    plot = similarity_chart(
+        res.curve, [(s.start, s.end) for s in segs], marks, threshold=thr, duration=res.duration,
+        y_title="similarity", title=CHART_TITLES["face" if face else "frame"],
     )
     # A segment lasts until the next sample after its last one (never zero length); three columns fit a phone.
     step = 1.0 / res.sample_fps if res.sample_fps > 0 else 0.0
@@ -215,6 +319,7 @@ def video_answer(res: VideoResult, path: Path, read_frames: Callable) -> VideoAn
     )
     data = res.to_dict(curve=False, hits=False)
     data["seek_times"] = [round(s.best_time, 3) for s in segs]  # what a table row's click moves the player to
+    data["frame_times"] = [round(t, 3) for t in times][: len(frames)]  # and a frame's
     return VideoAnswer(frames, plot, rows, summary, data)
 
 
@@ -225,14 +330,9 @@ def moments_answer(res: VideoResult, path: Path, read_frames: Callable) -> Video
     times = [m.time for m in moments]
     frames = [(fit(img, 720)[0], m.caption()) for m, img in zip(moments, read_frames(path, times) if times else [])]
     thr = res.threshold if res.threshold == res.threshold else None  # NaN: nothing matched
-    plot = similarity_plot(
-        res.curve,
-        [(s.start, s.end) for s in res.segments],
-        times,
-        threshold=thr,
-        duration=res.duration,
-        ylabel="score",
-        title="Frame: keypoints matching the query in one consistent layout, per frame; moments marked",
+    plot = similarity_chart(
+        res.curve, [(s.start, s.end) for s in res.segments], [(m.time, m.score, m.caption()) for m in moments],
+        threshold=thr, duration=res.duration, y_title="score", title=CHART_TITLES["moments"],
     )
     # Three columns, readable on a phone without scrolling sideways; a moment's segment is in the JSON.
     rows = [[format_time(m.time), m.reading, round(float(m.score), 2)] for m in res.moments]
@@ -243,6 +343,7 @@ def moments_answer(res: VideoResult, path: Path, read_frames: Callable) -> Video
     )
     data = res.to_dict(curve=False, hits=False)
     data["seek_times"] = [round(m.time, 3) for m in res.moments]  # what a table row's click moves the player to
+    data["frame_times"] = [round(t, 3) for t in times][: len(frames)]  # and a frame's
     return VideoAnswer(frames, plot, rows, summary, data, TABLE_HEADERS)
 
 

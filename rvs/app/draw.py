@@ -1,9 +1,7 @@
-"""Pictures for the app: faces boxed, numbered and landmarked; gallery thumbnails; similarity over
-time for video hits.
+"""Pictures for the app: faces boxed, numbered and landmarked (and which face a tap on them
+means); gallery thumbnails. Similarity over time is a browser-drawn chart (rvs.app.chart).
 
 Pure functions from data to PIL images, no UI framework: the app and the CLI can both use them.
-Plots use matplotlib's object API on an Agg canvas (never pyplot), because pyplot keeps global
-state and the app draws from several request threads at once.
 """
 
 from __future__ import annotations
@@ -20,8 +18,6 @@ from rvs.video.results import clock
 ACCENT = (255, 196, 0)
 PALETTE = [(0, 190, 255), (80, 220, 120), (255, 100, 160), (190, 140, 255), (255, 140, 60), (120, 230, 230)]
 LANDMARK = (255, 60, 60)
-SEGMENT = "#f5b400"
-CURVE = "#1f6fd1"
 
 
 @lru_cache(maxsize=16)
@@ -92,11 +88,27 @@ def draw_faces(
                 draw.ellipse([lx - r, ly - r, lx + r, ly + r], fill=LANDMARK, outline=(255, 255, 255))
         text = labels[i] if labels is not None else str(i + 1)
         # Label size follows the face (legible on a close-up, not covering a crowd), within bounds.
-        font_size = round(min(max((y2 - y1) * 0.28, side / 45, 12), side / 14))
+        # Numbers at least 1/26 of the picture: ~16 px when a phone shows it 400 px wide.
+        font_size = round(min(max((y2 - y1) * 0.28, side / 26, 14), side / 12))
         _label(draw, (x1, y1), text, color, font_size)
     return out
 
 
+
+
+def face_at(boxes: Sequence[Sequence[float]], x: float, y: float) -> int | None:
+    """The face (0-based) a tap at (x, y) on the drawn picture means: the smallest box holding
+    the point, else the nearest box whose centre is within one box size; None when no face is near."""
+    inside = [(float((b[2] - b[0]) * (b[3] - b[1])), i) for i, b in enumerate(boxes) if b[0] <= x <= b[2] and b[1] <= y <= b[3]]
+    if inside:
+        return min(inside)[1]
+    best = None
+    for i, b in enumerate(boxes):
+        cx, cy, size = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2, max(b[2] - b[0], b[3] - b[1])
+        d = ((cx - x) ** 2 + (cy - y) ** 2) ** 0.5
+        if d <= size and (best is None or d < best[0]):
+            best = (d, i)
+    return best[1] if best else None
 
 
 def placeholder_tile(text: str, size: int = 192) -> Image.Image:
@@ -128,54 +140,3 @@ def placeholder_tile(text: str, size: int = 192) -> Image.Image:
 
 
 format_time = clock  # one time format on the page: rvs.video.results.clock
-
-
-def similarity_plot(
-    curve: Sequence[tuple[float, float]],
-    segments: Sequence[tuple[float, float]] = (),
-    best_times: Sequence[float] = (),
-    threshold: float | None = None,
-    duration: float | None = None,
-    ylabel: str = "similarity",
-    title: str = "",
-    size: tuple[int, int] = (960, 300),
-) -> Image.Image:
-    """Similarity over time as a PIL image: the curve (NaN = no score, drawn as gaps), matching
-    segments shaded, best frames marked, and the match threshold as a dashed line."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    dpi = 100
-    fig = Figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    t = np.array([p[0] for p in curve], np.float64)
-    y = np.array([np.nan if p[1] is None else p[1] for p in curve], np.float64)
-    end = duration if duration and duration > 0 else (float(t.max()) if len(t) else 1.0)
-    for a, b in segments:
-        # A one-sample segment still gets a visible band.
-        pad = max(0.0, (end / 400) - (b - a) / 2)
-        ax.axvspan(a - pad, b + pad, color=SEGMENT, alpha=0.28, lw=0)
-    if len(t):
-        ax.plot(t, y, color=CURVE, lw=1.6, marker="." if len(t) < 80 else None, ms=4)
-    for bt in best_times:
-        ax.axvline(bt, color="#d9480f", lw=1.2, alpha=0.9)
-    if threshold is not None:
-        ax.axhline(threshold, color="#555", lw=1, ls="--")
-        ax.text(end, threshold, " threshold", va="center", ha="left", fontsize=8, color="#555", clip_on=False)
-    finite = y[np.isfinite(y)]
-    lo = min(0.0, float(finite.min()) - 0.05) if finite.size else 0.0
-    hi = max(1.0, float(finite.max()) + 0.05) if finite.size else 1.0
-    ax.set_ylim(lo, hi)
-    ax.set_xlim(0, end)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title, fontsize=10, loc="left")
-    ax.grid(alpha=0.25)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    fig.tight_layout()
-    fig.canvas.draw()
-    buf = np.asarray(fig.canvas.buffer_rgba())
-    return Image.fromarray(buf[..., :3].copy())

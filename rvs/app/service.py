@@ -28,13 +28,18 @@ from PIL import Image
 
 from rvs.app.answers import (
     MATCH_NOTE,
+    PREPARING,
     ImageAnswer,
     VideoAnswer,
+    about_lines,
     describe_identification,
     face_choices,
+    gallery_line,
     match_strength,
     parse_face,
+    preparing_line,
     pretty_name,
+    tile_tooltip,
     video_answer,
 )
 from rvs.app.draw import draw_faces, fit, placeholder_tile
@@ -42,7 +47,6 @@ from rvs.config import Config
 from rvs.errors import BadInputError, IndexError_, RvsError
 from rvs.faces.verification import load_calibration
 from rvs.fileio import atomic_write
-from rvs.gallery.identify import format_probability
 from rvs.gallery.store import FaceIndex
 from rvs.hub.artifacts import Artifacts, artifact_folder
 from rvs.hub.client import resolve_artifacts
@@ -85,6 +89,7 @@ class Service:
         # A published gallery (artifact folder) brings face thumbnails and example inputs along.
         self.artifact_folder = artifact_folder(artifacts)
         self.thumbnails = None
+        self.photos = None
         self.bundled_examples: list[dict] = []
         if self.artifact_folder is not None:
             from rvs.gallery.thumbnails import Thumbnails
@@ -95,6 +100,10 @@ class Service:
                     self.thumbnails = Thumbnails(self.artifact_folder / "gallery", len(self.index))
                 except IndexError_ as e:
                     self.notes.append(f"face thumbnails unusable ({e})")
+                try:
+                    self.photos = Thumbnails(self.artifact_folder / "gallery", len(self.index), stem="photos")
+                except IndexError_ as e:  # an artifact of an older rvs has none: thumbnails stand in
+                    log.info("no gallery photos in the artifact: %s", e)
             self.bundled_examples = load_examples(self.artifact_folder)
 
     # ---- description ----
@@ -115,6 +124,18 @@ class Service:
             return None
         p = self.source_folder / rel
         return p if p.is_file() else None
+
+    def gallery_photo(self, item: int) -> Image.Image | None:
+        """Gallery item `item`'s whole photo: from this machine's photo folder, else from the
+        artifact's photo pack; None when neither has it."""
+        assert self.index is not None
+        p = self.gallery_image_path(self.index.item(item)["path"])
+        if p is not None:
+            try:
+                return load_image(p, self.config.max_pixels)
+            except RvsError as e:
+                log.warning("gallery image %s unreadable: %s", p, e)
+        return self.photos.get(item) if self.photos is not None else None
 
     def _thumbnail(self, item: int) -> Image.Image:
         """Square thumbnail of gallery item `item`: its photo cropped to the stored face box with
@@ -164,7 +185,7 @@ class Service:
         field is one assignment, and `loading` is cleared last)."""
         self.config, self.engine, self.artifacts, self.index = other.config, other.engine, other.artifacts, other.index
         self.notes, self.problem, self.source_folder = other.notes, other.problem, other.source_folder
-        self.artifact_folder, self.thumbnails = other.artifact_folder, other.thumbnails
+        self.artifact_folder, self.thumbnails, self.photos = other.artifact_folder, other.thumbnails, other.photos
         if other.bundled_examples:
             self.bundled_examples = other.bundled_examples
         if other.video_library is not None:
@@ -197,45 +218,26 @@ class Service:
         return [[pretty_name(n), c] for n, c in sorted(Counter(self.index.meta["identity"]).items())]
 
     def about_markdown(self) -> str:
-        """The gallery's provenance for the "About this gallery" section: where it came from, the
-        model, and how names are decided."""
+        """The gallery's provenance for the "About this gallery" section."""
         if self.loading or self.index is None:
             return "The gallery is not loaded yet." if self.loading else (self.problem or "No gallery is loaded.")
-        lines = [f"- **Gallery**: {len(self.index):,} faces of {self.index.n_identities:,} people"]
-        if self.artifacts is not None:
-            lines.append(f"- **From**: {self.artifacts.public_origin}")
-        lines.append(f"- **Model**: `{self.index.model_id}`")
-        info = self.index.extra.get("open_set")
-        if isinstance(info, dict) and "threshold" in info:
-            st = info.get("stats", {})
-            lines.append(
-                f"- **Names**: given when the probability of being right exceeds {format_probability(info['threshold'])}; "
-                f"calibrated on this gallery for at most {info['target_fpir']:.0%} of people not in it getting a name "
-                f"({st.get('fpir_calibration', 0):.2%} on its calibration strangers)"
-            )
-        else:
-            lines.append("- **Names**: this gallery has no open-set calibration, so no one is named")
-        return "\n".join(lines)
+        origin = self.artifacts.public_origin if self.artifacts is not None else None
+        return about_lines(len(self.index), self.index.n_identities, origin, self.index.model_id, self.index.extra.get("open_set"))
 
-    def _gallery_source(self) -> str:
-        """ " from LFW" when the gallery's photos are LFW's (what it is, in the header's words)."""
+    def _is_lfw(self) -> bool:
+        """Whether the gallery's photos are LFW's (the header then says so)."""
         src = str(self.index.extra.get("source_name") or self.index.extra.get("source_folder") or "") if self.index is not None else ""
-        return " from LFW (Labeled Faces in the Wild)" if "lfw" in src.lower() or "starter" in src.lower() else ""
+        return "lfw" in src.lower() or "starter" in src.lower()
 
     def status_markdown(self) -> str:
         """The header's status lines: what the gallery is, or what is being prepared."""
         if self.loading:
-            what = (
-                f"downloading and checking the gallery {self.config.hub_repo}"
-                if self.config.hub_repo.strip() and self.artifacts is None
-                else "loading the face models and the gallery"
-                if self.artifacts is not None
-                else "building a starter gallery from the LFW photos here (once; a few minutes on 2 cores)"
-            )
-            return f"- **Preparing the gallery**: {what}. Video frame search works already; image search starts when this line changes."
+            hub = self.config.hub_repo.strip() and self.artifacts is None
+            key = "hub" if hub else "load" if self.artifacts is not None else "build"
+            return preparing_line(PREPARING[key].format(repo=self.config.hub_repo))
         if self.index is not None:
-            short = f"- Gallery: {len(self.index):,} photos of {self.index.n_identities:,} people{self._gallery_source()}"
-            return "\n".join([short, *(f"- {n}" for n in self.notes)]) + "\n- Details and the list of people: *About this gallery*, below."
+            lines = gallery_line(len(self.index), self.index.n_identities, self._is_lfw())
+            return "\n".join([lines, *(f"- {n}" for n in self.notes)])
         return "\n".join(f"- {line}" for line in self.status_lines())
 
     def preview(self, image: ImageLike, name: str | None = None) -> tuple[Image.Image, list[str]]:
@@ -275,7 +277,10 @@ class Service:
         tile_refs = []  # what each tile is, for the face-to-face view
         for fr in chosen:
             for m in fr.matches[:per_face]:
-                tile_refs.append({"face": fr.face_number, "item": int(m.item), "distance": round(float(m.distance), 4), "query_box": [round(float(v), 1) for v in fr.face.box]})
+                tile_refs.append({
+                    "face": fr.face_number, "item": int(m.item), "distance": round(float(m.distance), 4),
+                    "query_box": [round(float(v), 1) for v in fr.face.box], "tooltip": tile_tooltip(m.distance),
+                })
                 prefix = f"#{fr.face_number} " if many else ""
                 kind = "" if m.identity == fr.named else "look-alike: "
                 tiles.append((self.thumbnail(m.item), f"{prefix}{kind}{pretty_name(m.identity)} · {match_strength(m.distance, cal)}"))
@@ -295,7 +300,10 @@ class Service:
                     m["same_person_probability"] = round(cal.probability(m["distance"]), 4)
         data["shown_faces"] = [fr.face_number for fr in chosen]
         data["tiles"] = tile_refs
-        return ImageAnswer(annotated, face_choices(n), value, tiles, "\n\n".join(lines), data)
+        scale = annotated.width / img.width
+        boxes = [[round(float(v) * scale, 1) for v in f.box] for f in faces]
+        crop = crop_box(img, chosen[0].face.box, margin=0.35, size=160)
+        return ImageAnswer(annotated, face_choices(n), value, tiles, "\n\n".join(lines), data, boxes, crop)
 
     # ---- video search ----
     def search_video(
@@ -405,15 +413,8 @@ class Service:
         side = max(box[2] - box[0], box[3] - box[1])
         q = crop_box(img, box, margin=0.4, size=int(min(512, max(192, side * 1.8))))
         meta = self.index.item(item)
-        p = self.gallery_image_path(meta["path"])
-        photo = None
-        if p is not None:
-            try:
-                photo = draw_faces(load_image(p, self.config.max_pixels), [meta["box"]], None, selected=[0], labels=[""], max_side=768, min_side=256)
-            except (RvsError, TypeError):
-                photo = None
-        if photo is None:
-            photo = self.thumbnail(item)
+        photo = self.gallery_photo(item)
+        photo = draw_faces(photo, [meta["box"]], None, selected=[0], labels=[""], max_side=768, min_side=256) if photo is not None else self.thumbnail(item)
         cal = load_calibration(engine.embedder.model_id)
         ident = meta["identity"]
         same = [i for i, n in enumerate(self.index.meta["identity"]) if n == ident and i != item]

@@ -220,13 +220,16 @@ def _write_file_list(tmp: Path, model_id: str, manifest: dict) -> None:
 
 
 def _export_extras(tmp: Path, src: Path, manifest: dict, config: Config) -> None:
-    from rvs.gallery.thumbnails import write_thumbnails
+    from rvs.gallery.thumbnails import write_photos, write_thumbnails
     from rvs.hub.examples import bundle_examples
 
     meta = json.loads((src / "meta.json").read_text())
     folder = Path(manifest["source_folder"]) if manifest.get("source_folder") else None
-    n = write_thumbnails(tmp / GALLERY_SUBDIR, folder if folder is not None and folder.is_dir() else None, meta["path"], meta["box"])
+    here = folder if folder is not None and folder.is_dir() else None
+    n = write_thumbnails(tmp / GALLERY_SUBDIR, here, meta["path"], meta["box"])
     log.info("exported %d of %d face thumbnails", n, len(meta["path"]))
+    n = write_photos(tmp / GALLERY_SUBDIR, here, meta["path"])
+    log.info("exported %d of %d gallery photos (what a result opened face to face shows)", n, len(meta["path"]))
     detector = None
     try:
         from rvs.faces.detect import FaceDetector
