@@ -87,7 +87,10 @@ class Artifacts:
     def public_origin(self) -> str:
         """Where the gallery came from, for a page: a Hub repo and commit as they are, a local
         folder without its server path."""
-        return "a gallery folder on this server" if self.origin.startswith("local:") else self.origin
+        if self.origin.startswith("local:"):
+            return "a gallery folder on this server"
+        head, sep, folder = self.origin.partition(" built locally from ")
+        return f"{head} built locally from a folder named {Path(folder).name!r}" if sep else self.origin
 
     def describe(self) -> str:
         """One line for the UI: what the gallery is, which model, from where."""
