@@ -6,7 +6,7 @@ LFW ?= ../shared/data/lfw/images_deepfunneled
 # The venv is rebuilt when the pinned requirements change.
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 
-.PHONY: install demo test test-slow test-browser lint index bench browser-deps clean
+.PHONY: install demo test test-slow test-browser lint index bench browser-deps screenshots clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ lint: install
 ## The full LFW gallery used by the demo (13,233 photos; progress bar).
 index: install
 	$(BIN)/python -m rvs index $(LFW)
+
+## The README's screenshots: every state of the page at 1280 and 390 px, from the browser tests.
+screenshots: install browser-deps
+	rm -f docs/screenshots/*.jpg
+	RVS_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_browser.py
 
 bench: install
 	$(BIN)/python bench/retrieval.py

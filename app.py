@@ -85,6 +85,8 @@ CSS = """
 #rvs-library-hits .block-label { position: static !important; margin-bottom: 6px; }
 /* Image labels above the picture, not over its top (where a face's number can be). */
 #rvs-faces .block-label, #rvs-faces > label, #rvs-vquery .block-label, #rvs-vquery > label { position: static !important; margin-bottom: 4px; }
+/* Pictures' labels above them, not over their top. */
+.rvs-labelled .block-label, .rvs-labelled > label { position: static !important; margin-bottom: 4px; }
 /* The searched photo: a tap on a face searches it. */
 #rvs-faces img { cursor: pointer; }
 #rvs-answer-face img { border-radius: 8px; }
@@ -168,8 +170,8 @@ def photo_tab(w: Wiring) -> dict[str, Any]:
                 f2f_close = gr.Button(W.close, size="sm", elem_id="rvs-f2f-close")
                 f2f_md = gr.Markdown(elem_id="rvs-f2f-answer")
                 with gr.Row():
-                    f2f_query = gr.Image(label=W.your_face, interactive=False, format="jpeg", min_width=160)
-                    f2f_photo = gr.Image(label=W.gallery_photo, interactive=False, format="jpeg", min_width=160, elem_id="rvs-f2f-photo")
+                    f2f_query = gr.Image(label=W.your_face, interactive=False, format="jpeg", min_width=160, elem_classes="rvs-labelled")
+                    f2f_photo = gr.Image(label=W.gallery_photo, interactive=False, format="jpeg", min_width=160, elem_id="rvs-f2f-photo", elem_classes="rvs-labelled")
                 f2f_others = gr.Gallery(label=W.other_photos, columns=6, height="auto", object_fit="contain", allow_preview=False, format="jpeg")
             with gr.Row():
                 download = gr.DownloadButton(W.download, value=None, visible=False, size="sm")
@@ -380,6 +382,7 @@ def video_tab(w: Wiring) -> None:
         comp.change(ready, [video, vquery], [vsearch_btn], **PRIVATE)
     vsearch = vsearch_btn.click(on_video, [video, vquery, mode], outputs, api_name="search_video", **VIDEO_JOBS)
     vsearch.failure(failed, None, outputs, **PRIVATE)
+    vsearch.then(None, None, None, js=SCROLL_JS.format(sel="#rvs-vsummary"))  # the answer first, on a phone too
     segments.select(seek_time("seek_times"), [vjson], [seek_to], **PRIVATE).then(None, [seek_to], None, js=SEEK_JS)
     frames.select(seek_time("frame_times"), [vjson], [seek_to], **PRIVATE).then(None, [seek_to], None, js=SEEK_JS)
     if service.video_library is not None:
@@ -419,30 +422,62 @@ def library_section(w: Wiring) -> None:
 
 
 def compare_tab(w: Wiring) -> None:
-    """Two photos: the calibrated 1:1 answer and the two faces side by side."""
+    """Two photos: the calibrated 1:1 answer and the two faces side by side; when a photo has
+    several faces, both photos numbered below, and a tap on a face compares that one."""
     gr.Markdown(COMPARE_INTRO)
     with gr.Row():
         photo_a = gr.Image(label=W.photo_1, sources=["upload", "webcam", "clipboard"], type="filepath", image_mode=None, height=260)
         photo_b = gr.Image(label=W.photo_2, sources=["upload", "webcam", "clipboard"], type="filepath", image_mode=None, height=260)
     compare_btn = gr.Button(W.compare, variant="primary", interactive=False)
     compare_md = gr.Markdown(W.compare_waiting, elem_id="rvs-compare", elem_classes="rvs-status")
-    compare_img = gr.Image(label=W.compare_faces, interactive=False, format="jpeg", elem_id="rvs-compare-faces")
+    compare_img = gr.Image(label=W.compare_faces, interactive=False, format="jpeg", elem_id="rvs-compare-faces", elem_classes="rvs-labelled")
+    pick_img = gr.Image(label=W.compare_pick, interactive=False, visible=False, format="jpeg", elem_id="rvs-compare-pick", elem_classes="rvs-labelled")
     compare_json = gr.JSON(label="comparison", visible=False)
+    picked = gr.State(None)  # the faces compared and where every face is on the numbered picture
+    outputs = [compare_img, compare_md, compare_json, picked]
 
-    async def on_compare(pa: Any, pb: Any) -> tuple[Any, ...]:
+    async def compare(pa: Any, pb: Any) -> tuple[Any, ...]:
+        return await run(pa, pb, (None, None))
+
+    async def run(pa: Any, pb: Any, faces: tuple[Any, Any]) -> tuple[Any, ...]:
         try:
             (sa, na), (sb, nb) = image_source(pa, w.guard), image_source(pb, w.guard)
-            pair, md, data = await run_in_worker(w.budget, lambda: w.service.compare(sa, sb, names=(na or "photo 1", nb or "photo 2")))
+            names = (na or "photo 1", nb or "photo 2")
+            pair, md, data, picture = await run_in_worker(w.budget, lambda: w.service.compare(sa, sb, faces[0], faces[1], names=names))
         except RvsError as e:  # the answer area says what is wrong, and stays
             log.info("user error: %s", e)
-            return None, f"**{html.escape(str(e))}**", {"error": str(e)}
+            return None, f"**{html.escape(str(e))}**", {"error": str(e)}, None
         except Exception as e:
             raise failure(e) from None
-        return pair, md, data
+        numbers = [f["face"] for f in data.get("faces", [])]
+        return pair, md, data, {"picture": picture, "numbers": numbers} if picture is not None else None
+
+    async def on_tap(pa: Any, pb: Any, state: Any, evt: gr.SelectData) -> tuple[Any, ...]:
+        xy = evt.index if isinstance(evt.index, (list, tuple)) and len(evt.index) == 2 else None
+        if not xy or not isinstance(state, dict):
+            return (*(gr.update(),) * 3, state)
+        spots = state["picture"][1]
+        i = face_at([b for _, _, b in spots], float(xy[0]), float(xy[1]))
+        if i is None:
+            return (*(gr.update(),) * 3, state)
+        photo, number, _ = spots[i]
+        faces = list(state["numbers"])
+        faces[photo] = number
+        return await run(pa, pb, (faces[0], faces[1]))
+
+    def show(state: Any) -> Any:
+        pic = state["picture"][0] if isinstance(state, dict) else None
+        return gr.Image(value=pic, visible=pic is not None)
 
     for comp in (photo_a, photo_b):
         comp.change(ready, [photo_a, photo_b], [compare_btn], **PRIVATE)
-    compare_btn.click(on_compare, [photo_a, photo_b], [compare_img, compare_md, compare_json], api_name="compare", **IMAGE_JOBS)
+    done = [
+        compare_btn.click(compare, [photo_a, photo_b], outputs, api_name="compare", **IMAGE_JOBS),
+        pick_img.select(on_tap, [photo_a, photo_b, picked], outputs, api_visibility="private", **IMAGE_JOBS),
+    ]
+    for ev in done:
+        ev.then(show, [picked], [pick_img], **PRIVATE)
+        ev.then(None, None, None, js=SCROLL_JS.format(sel="#rvs-compare"))
 
 
 # ---------------------------------------------------------------------------------------------

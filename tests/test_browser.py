@@ -330,8 +330,9 @@ def test_video_both_modes(browser, app, width, height):
 
 @pytest.mark.parametrize("width,height", WIDTHS)
 def test_same_person_tab(browser, app, width, height):
-    """Two LFW photos of one man: "Same person: P%", the calibrated threshold stated, both faces shown."""
-    url, _ = app
+    """Two LFW photos of one man: "Same person: P%", the calibrated threshold stated, both faces
+    shown; with a group photo, a tap on a numbered face compares that face."""
+    url, service = app
     page = open_page(browser, url, width, height)
     try:
         page.get_by_role("tab", name="Same person?").click()
@@ -347,6 +348,25 @@ def test_same_person_tab(browser, app, width, height):
         text = answer.inner_text()
         ok = int("different-person pairs" in text and "at most" in text)
         shot(page, "same_person", width)
+        # A group photo as photo 2: its faces numbered below the answer; a tap compares another face.
+        upload(page, PHOTOS / "multiface.jpg", n - 1)
+        page.get_by_role("button", name="Compare").click()
+        answer.get_by_text(re.compile(r"face \d of \d+ in photo 2")).wait_for()
+        pick = page.locator("#rvs-compare-pick img")
+        pick.wait_for()
+        first = re.search(r"face (\d) of \d+ in photo 2", answer.inner_text())[1]
+        box = pick.bounding_box()
+        natural = page.evaluate("() => document.querySelector('#rvs-compare-pick img').naturalWidth")
+        faces = service.engine.detector.detect_one(service_image(PHOTOS / "multiface.jpg"))
+        other_face = 2 if first != "2" else 1
+        left = service_image(lfw_image("Colin_Powell", 1))
+        x0 = 360 / left.height * left.width + 16  # photo 2 starts after photo 1 (360 px high) and a gap
+        s = 360 / service_image(PHOTOS / "multiface.jpg").height
+        fb = faces[other_face - 1].box
+        cx, cy = (x0 + (fb[0] + fb[2]) / 2 * s) * box["width"] / natural, (fb[1] + fb[3]) / 2 * s * box["width"] / natural
+        pick.click(position={"x": float(cx), "y": float(cy)})
+        answer.get_by_text(f"face {other_face} of").wait_for()
+        shot(page, "same_person_group", width)
         record_ux(width, same_person_ok=ok, server_paths_on_page=server_paths(page))
         assert ok, text
     finally:

@@ -105,6 +105,7 @@ class Words:
     compare = "Compare"
     compare_waiting = "Upload two photos."
     compare_faces = "The two faces compared"
+    compare_pick = "Faces found: tap one to compare it instead"
     about = "About this gallery"
     people = "Who is in this gallery (search by name)"
     people_headers = ("person", "photos")
@@ -172,10 +173,12 @@ def about_lines(faces: int, people: int, origin: str | None, model_id: str, open
     return "\n".join(lines)
 
 
-MATCH_NOTE = (
-    "match % = probability that two faces this far apart are the same person, calibrated on LFW photo pairs "
-    "(the distance between unit embeddings is in the JSON and CSV)"
-)
+MATCH_NOTE = "match % = how likely two faces this far apart are the same person (calibrated on LFW photo pairs; the distance is in the tooltip, JSON and CSV)"
+
+
+def search_footnote(n_faces: int, total_ms: float) -> str:
+    """The small line under an answer: how many faces, how long (details in the JSON), what match % means."""
+    return f"{n_faces} face{'s' if n_faces != 1 else ''} found · {total_ms:.0f} ms · {MATCH_NOTE}"
 
 
 def tile_tooltip(distance: float) -> str:
@@ -408,7 +411,7 @@ def library_answer(res: Any, frame_of: Callable[[Any], Image.Image | None]) -> t
 # ---------------------------------------------------------------------------------------------
 # Same person? (rvs.faces.compare)
 
-COMPARE_INTRO = "Two photos: are they the same person? One face of each is compared (the main face, or the number you pick)."
+COMPARE_INTRO = "Two photos: are they the same person? The main face of each is compared; when a photo has several, tap another one on the numbered pictures below the answer."
 VERDICT_WORDS = {"same person": "Same person", "different people": "Different people", "unsure": "Unsure"}
 
 
@@ -444,7 +447,15 @@ def compare_markdown(c: Any) -> str:
         f"{head}\n\nCalibrated on {cal.pairs:,} LFW photo pairs: \"same person\" when the faces are at most "
         f"{cal.same_threshold:.2f} apart ({_far_words(cal)}), "
         f"\"different people\" from {cal.different_threshold:.2f}, unsure in between. This face is {c.distance:.2f} from that one."
+        + _which_faces(c)
     )
+
+
+def _which_faces(c: Any) -> str:
+    """Which faces were compared, when a photo has several."""
+    if all(n <= 1 for n in c.counts):
+        return ""
+    return "\n\nCompared: " + " with ".join(f"face {num} of {cnt} in photo {k + 1}" for k, (num, cnt) in enumerate(zip(c.numbers, c.counts))) + "."
 
 
 def face_to_face_markdown(name: str, distance: float, cal: Any, n_other: int) -> str:

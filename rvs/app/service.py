@@ -27,7 +27,6 @@ import numpy as np
 from PIL import Image
 
 from rvs.app.answers import (
-    MATCH_NOTE,
     PREPARING,
     ImageAnswer,
     VideoAnswer,
@@ -39,6 +38,7 @@ from rvs.app.answers import (
     parse_face,
     preparing_line,
     pretty_name,
+    search_footnote,
     tile_tooltip,
     video_answer,
 )
@@ -286,10 +286,7 @@ class Service:
                 tiles.append((self.thumbnail(m.item), f"{prefix}{kind}{pretty_name(m.identity)} · {match_strength(m.distance, cal)}"))
         lines = [describe_identification(fr, self.index.n_identities if self.index is not None else 0, f"Face {fr.face_number}: " if n > 1 else "") for fr in chosen]
         t = result.timings_ms
-        lines.append(
-            f"<small>{n} face{'s' if n != 1 else ''} found · detect {t['detect']:.0f} ms · embed {t['embed']:.0f} ms · "
-            f"search {t['search']:.1f} ms · total {t['total']:.0f} ms · {MATCH_NOTE}</small>"
-        )
+        lines.append(f"<small>{search_footnote(n, t['total'])}</small>")
         value = "all" if want == "all" else face_choices(n)[want - 1]
         data = result.to_dict()
         for r in data["results"]:
@@ -421,9 +418,11 @@ class Service:
         others = [(self.thumbnail(i), pretty_name(ident)) for i in same[:12]]
         return q, photo, face_to_face_markdown(pretty_name(ident), dist, cal, len(same)), others
 
-    def compare(self, a: ImageLike, b: ImageLike, face_a: str | int | None = None, face_b: str | int | None = None, names: tuple[str, str] = ("photo 1", "photo 2")) -> tuple[Image.Image, str, dict]:
-        """Same person? The two faces side by side (each photo's chosen face, boxed), the
-        calibrated answer as markdown, and the result as a dict (rvs.faces.compare)."""
+    def compare(self, a: ImageLike, b: ImageLike, face_a: str | int | None = None, face_b: str | int | None = None, names: tuple[str, str] = ("photo 1", "photo 2")) -> tuple[Image.Image, str, dict, Any]:
+        """Same person? The two faces side by side (each photo's chosen face), the calibrated
+        answer as markdown, the result as a dict (rvs.faces.compare), and, when a photo has more
+        than one face, both photos with every face numbered plus where each face is on that
+        picture (photo 0/1, number, box): a tap there picks another face."""
         from rvs.app.answers import compare_markdown
         from rvs.faces.compare import compare_faces
 
@@ -439,7 +438,7 @@ class Service:
         pair = Image.new("RGB", (656, 320), (255, 255, 255))
         pair.paste(crops[0], (0, 0))
         pair.paste(crops[1], (336, 0))
-        return pair, compare_markdown(c), c.to_dict()
+        return pair, compare_markdown(c), c.to_dict(), _faces_side_by_side(imgs, c)
 
     def _face_models(self):
         """(detector, embedder): the ones video person mode uses too (the search engine's, else
@@ -584,6 +583,27 @@ class Service:
         except RvsError:
             pass
         log.info("warm-up took %.1f s", time.perf_counter() - t0)
+
+
+def _faces_side_by_side(imgs: Sequence[Image.Image], c: Any, height: int = 360) -> tuple[Image.Image, list[tuple[int, int, list[float]]]] | None:
+    """Both photos of a comparison with every face boxed and numbered (the compared ones
+    highlighted), side by side, and each face's (photo 0/1, face number, box on that picture):
+    what a tap on it picks. None when each photo has one face (nothing to pick)."""
+    if all(len(f) <= 1 for f in c.found):
+        return None
+    drawn, boxes, x = [], [], 0
+    for k, (im, faces) in enumerate(zip(imgs, c.found)):
+        pic = draw_faces(im, [f.box for f in faces], None, selected=[c.numbers[k] - 1], max_side=4 * height, min_side=0)
+        s = height / pic.height
+        pic = pic.resize((max(1, round(pic.width * s)), height), Image.LANCZOS)
+        scale = pic.width / im.width
+        boxes += [(k, i + 1, [x + v * scale if j % 2 == 0 else v * scale for j, v in enumerate(map(float, f.box))]) for i, f in enumerate(faces)]
+        drawn.append((x, pic))
+        x += pic.width + 16
+    out = Image.new("RGB", (x - 16, height), (255, 255, 255))
+    for x0, pic in drawn:
+        out.paste(pic, (x0, 0))
+    return out, boxes
 
 
 def _save_atomic(img: Image.Image, path: Path) -> None:

@@ -30,6 +30,7 @@ class Comparison:
     verdict: Verdict | None  # None when the model has no 1:1 calibration
     calibration: VerificationCalibration | None
     model_id: str
+    found: tuple[list[Face], list[Face]] = ([], [])  # every face of each photo (numbered 1.. in this order)
 
     def to_dict(self) -> dict:
         d = {
@@ -83,5 +84,5 @@ def compare_faces(
     dist = float(np.linalg.norm(emb[0] - emb[1]))
     return Comparison(
         faces=(picked[0][0], picked[1][0]), distance=dist, numbers=(picked[0][1], picked[1][1]), counts=(len(found[0]), len(found[1])),
-        verdict=cal.verdict(dist) if cal is not None else None, calibration=cal, model_id=embedder.model_id,
+        verdict=cal.verdict(dist) if cal is not None else None, calibration=cal, model_id=embedder.model_id, found=(found[0], found[1]),
     )
