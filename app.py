@@ -71,7 +71,7 @@ CSS = """
 .rvs-status { min-height: 2.5em; }
 /* Result tiles: the caption (name · match %) sits under the face and wraps, never cut off; the
    gallery grows with its results instead of scrolling inside a fixed box; 2 columns on a phone. */
-#rvs-results .grid-wrap, #rvs-frames .grid-wrap { overflow-y: visible !important; max-height: none !important; height: auto !important; }
+#rvs-results .grid-wrap, #rvs-frames .grid-wrap { overflow-y: visible !important; max-height: none !important; height: auto !important; min-height: 0 !important; }
 #rvs-results .thumbnail-item, #rvs-frames .thumbnail-item {
   aspect-ratio: auto !important; height: auto !important; display: flex; flex-direction: column; overflow: visible !important; }
 #rvs-results .thumbnail-item > img { aspect-ratio: 1 / 1; height: auto !important; }
@@ -178,7 +178,7 @@ def photo_tab(w: Wiring) -> dict[str, Any]:
                 share_btn = gr.Button(W.share, visible=False, size="sm", elem_id="rvs-share-btn")
             share_md = gr.Markdown(share_note(cfg.app_share_days), elem_id="rvs-share", elem_classes="rvs-small", visible=False)
             with gr.Accordion(W.json, open=False):
-                result_json = gr.JSON(label="search result")
+                result_json = gr.JSON(label=W.json)
     shown = gr.State(None)  # the last answer's face crop and face boxes (server side, per page)
     outputs = [faces_img, results, vote_md, result_json, face, shown]
 
@@ -186,11 +186,11 @@ def photo_tab(w: Wiring) -> dict[str, Any]:
         try:
             src, name = image_source(payload, w.guard)
             if src is None:
-                raise BadInputError("upload a photo first (or click an example)")
+                raise BadInputError(W.no_photo)
             try:
                 k_int = int(float(k_value)) if k_value not in (None, "") else cfg.k
             except (TypeError, ValueError):
-                raise BadInputError(f"k must be a number of results, not {str(k_value)[:40]!r}") from None
+                raise BadInputError(W.bad_k.format(str(k_value)[:40])) from None
             ans = await run_in_worker(w.budget, lambda: service.search_image(src, face_value, k_int, name=name))
         except NoFaceError as e:
             log.info("user error: %s", e)
@@ -271,10 +271,10 @@ def photo_tab(w: Wiring) -> dict[str, Any]:
             tiles = data.get("tiles") if isinstance(data, dict) else None
             i = evt.index if isinstance(evt.index, int) else -1
             if not tiles or not 0 <= i < len(tiles):
-                raise BadInputError("search first, then pick a result tile")
+                raise BadInputError(W.no_tile)
             src, name = image_source(payload, w.guard)
             if src is None:
-                raise BadInputError("the photo searched is no longer on the page: upload it again")
+                raise BadInputError(W.photo_gone)
             q, photo, md, others = await run_in_worker(w.budget, lambda: service.face_to_face(src, tiles[i], name=name))
         except Exception as e:
             w.errors.put(request, e)
@@ -290,7 +290,7 @@ def photo_tab(w: Wiring) -> dict[str, Any]:
         try:
             src, name = image_source(payload, w.guard)
             if src is None:
-                raise BadInputError("upload a photo and search first")
+                raise BadInputError(W.nothing_to_share)
             k_int = int(float(k_value)) if k_value not in (None, "") else cfg.k
             rid = await run_in_worker(w.budget, lambda: service.share(src, face_value, k_int, name=name))
         except Exception as e:
@@ -343,12 +343,12 @@ def video_tab(w: Wiring) -> None:
             segments = gr.Dataframe(headers=TABLE_HEADERS, label=W.table, interactive=False, elem_id="rvs-segments")
             seek_to = gr.Number(visible=False)
     with gr.Accordion(W.json, open=False):
-        vjson = gr.JSON(label="video result")
+        vjson = gr.JSON(label=W.json)
     outputs = [frames, plot, segments, vsummary, vjson]
 
     async def on_video(vpayload: Any, qpayload: Any, mode_value: Any, request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         m = "face" if any(word in str(mode_value).lower() for word in ("face", "person")) else "frame"  # label or "face"/"frame"
-        progress(0.0, desc="reading the video")
+        progress(0.0, desc=W.reading_video)
         job = Job(cfg.app_video_time_limit_s, "this video search", lambda f, d: progress(f, desc=d))
         try:
             qsrc, qname = image_source(qpayload, w.guard)
@@ -402,7 +402,7 @@ def library_section(w: Wiring) -> None:
             with gr.Column(scale=6):
                 lsummary = gr.Markdown(W.library_waiting, elem_id="rvs-lsummary", elem_classes="rvs-status")
                 lhits = gr.Gallery(elem_id="rvs-library-hits", label=W.library_hits, columns=3, height="auto", object_fit="contain", format="jpeg", preview=False)
-                ljson = gr.JSON(label="library result", visible=False)
+                ljson = gr.JSON(label=W.json, visible=False)
 
     async def on_library(qpayload: Any, mode_value: Any) -> tuple[Any, ...]:
         m = "frame" if str(mode_value) in (LIBRARY_MODES["frame"], "frame") else "person"
@@ -432,7 +432,7 @@ def compare_tab(w: Wiring) -> None:
     compare_md = gr.Markdown(W.compare_waiting, elem_id="rvs-compare", elem_classes="rvs-status")
     compare_img = gr.Image(label=W.compare_faces, interactive=False, format="jpeg", elem_id="rvs-compare-faces", elem_classes="rvs-labelled")
     pick_img = gr.Image(label=W.compare_pick, interactive=False, visible=False, format="jpeg", elem_id="rvs-compare-pick", elem_classes="rvs-labelled")
-    compare_json = gr.JSON(label="comparison", visible=False)
+    compare_json = gr.JSON(label=W.json, visible=False)
     picked = gr.State(None)  # the faces compared and where every face is on the numbered picture
     outputs = [compare_img, compare_md, compare_json, picked]
 
@@ -490,7 +490,7 @@ def header_markdown(service: Service) -> str:
 
 def build_demo(service: Service) -> gr.Blocks:
     """The Blocks app for `service` (not launched)."""
-    with gr.Blocks(title="rvs: reverse visual search", delete_cache=DELETE_CACHE, analytics_enabled=False) as demo:
+    with gr.Blocks(title=W.title, delete_cache=DELETE_CACHE, analytics_enabled=False) as demo:
         w = Wiring(service, UploadGuard([get_upload_folder()], example_paths(service)), CpuBudget(service.config.app_cpu_slots or os.cpu_count() or 2), ErrorLines())
         demo.rvs_budget = w.budget  # for tests and the load benchmark
         header = gr.Markdown(header_markdown(service), elem_classes="rvs-header")
@@ -503,7 +503,7 @@ def build_demo(service: Service) -> gr.Blocks:
         with gr.Tab(W.tab_compare):
             compare_tab(w)
         with gr.Accordion(W.about, open=False):
-            about = gr.Markdown(service.about_markdown(), label="about")
+            about = gr.Markdown(service.about_markdown())
             people = gr.Dataframe(value=service.gallery_people(), headers=list(W.people_headers), label=W.people, interactive=False, show_search="search", max_height=360)
         gr.Markdown(privacy_note(sum(DELETE_CACHE) // 60), elem_classes="rvs-small")
 

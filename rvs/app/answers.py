@@ -110,6 +110,13 @@ class Words:
     people = "Who is in this gallery (search by name)"
     people_headers = ("person", "photos")
     failed = "Nothing to show: try again."
+    title = "rvs: reverse visual search"
+    reading_video = "reading the video"
+    no_photo = "upload a photo first (or click an example)"
+    bad_k = "k must be a number of results, not {!r}"
+    no_tile = "search first, then pick a result tile"
+    photo_gone = "the photo searched is no longer on the page: upload it again"
+    nothing_to_share = "upload a photo and search first"
 
 
 VIDEO_MODES = {"frame": "Frame (find the moment this picture was taken from)", "face": "Person (face)"}
@@ -133,9 +140,9 @@ def privacy_note(minutes: int) -> str:
 
 HEADER = """# rvs · reverse visual search
 
-**Who does this face look like?** Upload a photo: rvs finds each face and looks it up in a gallery
-of public figures, naming someone only when it is sure. It also finds where a picture or a person
-appears in a video, and tells whether two photos show the same person.
+**Upload a photo: rvs finds each face and tells you who it is when that person is in its gallery
+of public figures, or whom the face looks like.** The *Video* tab finds a picture or a person in a
+video; *Same person?* compares two photos.
 """
 
 PREPARING = {

@@ -20,8 +20,12 @@ from rvs.video.results import clock
 CURVE = "#1f6fd1"
 SEGMENT = "#f5b400"
 MOMENT = "#d9480f"
-# Axis labels as the player's clock (mm:ss): UTC, so no time zone shifts the minutes.
-CLOCK_LABEL = "utcFormat(datum.value * 1000, datum.value >= 3600 ? '%H:%M:%S' : '%M:%S')"
+# Axis labels on the player's clock, the page's one time format (00:02.00; rvs.video.results.clock):
+# UTC, so no time zone shifts the minutes.
+CLOCK_LABEL = (
+    "utcFormat(datum.value * 1000, datum.value >= 3600 ? '%-H:%M:%S' : '%M:%S') + '.' "
+    "+ pad(toString(round(datum.value * 100) % 100), 2, '0', 'left')"
+)
 
 
 def similarity_chart(
@@ -46,7 +50,7 @@ def similarity_chart(
     ys = [y for _, y in pts] + [s for _, s, _ in moments if math.isfinite(s)]
     y_max = max([1.0, *ys, threshold or 0.0])
     x = {"field": "t", "type": "quantitative", "title": None, "scale": {"domain": [0, end], "nice": False},
-         "axis": {"labelExpr": CLOCK_LABEL, "tickCount": 6, "labelFontSize": 12, "grid": False}}
+         "axis": {"labelExpr": CLOCK_LABEL, "tickCount": 5, "labelFontSize": 12, "labelOverlap": True, "grid": False}}
     layers: list[dict[str, Any]] = []
     if bands:
         layers.append({
