@@ -19,6 +19,7 @@ import html
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ from rvs.app.answers import (
     face_choices,
     library_intro,
     no_face_markdown,
+    parse_k,
     privacy_note,
     results_csv,
     share_link_markdown,
@@ -153,7 +155,7 @@ def photo_tab(w: Wiring) -> dict[str, Any]:
                 another_btn = gr.Button(W.another_photo, variant="secondary", visible=False, elem_id="rvs-another")
             with gr.Accordion(W.options, open=False):
                 # All the values the API takes; after a search the list is that photo's faces.
-                face = gr.Dropdown(choices=[*face_choices(20)], value="1 (largest)", label=W.face, info=W.face_info, allow_custom_value=True)
+                face = gr.Dropdown(choices=[*face_choices(20)], value=W.largest, label=W.face, info=W.face_info, allow_custom_value=True)
                 k = gr.Slider(1, 50, value=cfg.k, step=1, label=W.k)
             if labelled:
                 gr.Examples([str(p) for p, _ in labelled], inputs=[query], example_labels=[label for _, label in labelled], label=W.examples, examples_per_page=12)
@@ -187,10 +189,7 @@ def photo_tab(w: Wiring) -> dict[str, Any]:
             src, name = image_source(payload, w.guard)
             if src is None:
                 raise BadInputError(W.no_photo)
-            try:
-                k_int = int(float(k_value)) if k_value not in (None, "") else cfg.k
-            except (TypeError, ValueError):
-                raise BadInputError(W.bad_k.format(str(k_value)[:40])) from None
+            k_int = parse_k(k_value, cfg.k)
             ans = await run_in_worker(w.budget, lambda: service.search_image(src, face_value, k_int, name=name))
         except NoFaceError as e:
             log.info("user error: %s", e)
@@ -203,15 +202,14 @@ def photo_tab(w: Wiring) -> dict[str, Any]:
 
     async def on_upload(payload: Any, k_value: Any, request: gr.Request) -> tuple[Any, ...]:
         if payload is None:  # cleared: back to the start
-            return None, [], W.photo_waiting, None, gr.update(choices=face_choices(20), value="1 (largest)"), None
-        return await search(payload, "1 (largest)", k_value, request)
+            return None, [], W.photo_waiting, None, gr.update(choices=face_choices(20), value=W.largest), None
+        return await search(payload, W.largest, k_value, request)
 
     async def on_tap(payload: Any, state: Any, k_value: Any, evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
-        xy = evt.index if isinstance(evt.index, (list, tuple)) and len(evt.index) == 2 else None
-        i = face_at(state["boxes"], float(xy[0]), float(xy[1])) if xy and isinstance(state, dict) and state.get("boxes") else None
+        i = face_at(state["boxes"], *tap_point(evt)) if isinstance(state, dict) and state.get("boxes") and tap_point(evt) else None
         if i is None:  # a tap beside every face: nothing changes
             return (*(gr.update(),) * (len(outputs) - 1), state)
-        return await search(payload, str(i + 1) if i else "1 (largest)", k_value, request)
+        return await search(payload, str(i + 1) if i else W.largest, k_value, request)
 
     def show(state: Any) -> tuple[Any, ...]:
         # After a search: the photo once (boxed, tappable) instead of the upload box, the face by the answer.
@@ -224,7 +222,11 @@ def photo_tab(w: Wiring) -> dict[str, Any]:
 
     def clear() -> tuple[Any, ...]:
         # A new photo: the old answer (or error) goes, so nothing on the page belongs to another photo.
-        return [], W.photo_searching, None, gr.DownloadButton(value=None, visible=False), gr.Column(visible=False), gr.Button(visible=False), gr.Image(value=None, visible=False), None
+        return [], W.photo_searching, None, gr.DownloadButton(value=None, visible=False), gr.Column(visible=False), gr.Button(visible=False), gr.Image(value=None, visible=False), None, gr.Markdown(visible=False)
+
+    def closing() -> tuple[Any, ...]:
+        # Another search of the same photo: the face-to-face panel and an old share link go.
+        return gr.Column(visible=False), gr.Markdown(visible=False)
 
     def csv_download(data: Any) -> Any:
         path = results_csv(data) if isinstance(data, dict) else None
@@ -234,21 +236,24 @@ def photo_tab(w: Wiring) -> dict[str, Any]:
         return gr.Image(value=None, visible=True), gr.Image(value=None, visible=False), gr.Button(visible=False)
 
     shown_parts = [query, faces_img, another_btn, answer_face]
-    query.change(clear, None, [results, vote_md, result_json, download, f2f, share_btn, answer_face, shown], **PRIVATE)
+    query.change(clear, None, [results, vote_md, result_json, download, f2f, share_btn, answer_face, shown, share_md], **PRIVATE)
+    search_btn.click(closing, None, [f2f, share_md], **PRIVATE)
+    faces_img.select(closing, None, [f2f, share_md], **PRIVATE)
     query.change(ready, [query], [search_btn], **PRIVATE)
     searches = [
         query.change(on_upload, [query, k], outputs, api_visibility="private", show_progress="minimal", **IMAGE_JOBS),
         search_btn.click(search, [query, face, k], outputs, api_name="search_image", **IMAGE_JOBS),
         faces_img.select(on_tap, [query, shown, k], outputs, api_visibility="private", **IMAGE_JOBS),
     ]
+    # The answer first: once a search ends (the photo's layout settled) its answer is scrolled into
+    # view; on a phone it starts below the screen.
+    to_answer = {"fn": None, "inputs": None, "outputs": None, "js": SCROLL_JS.format(sel="#rvs-answer")}
     for ev in searches:
-        ev.success(show, [shown], shown_parts, **PRIVATE)
+        ev.success(show, [shown], shown_parts, **PRIVATE).then(**to_answer)
         ev.then(csv_download, [result_json], [download], **PRIVATE)
         ev.success(lambda data: (gr.Button(visible=bool(isinstance(data, dict) and data.get("tiles"))), gr.Markdown(share_note(cfg.app_share_days), visible=True)), [result_json], [share_btn, share_md], **PRIVATE)
-        # The answer first: once a search ends its answer is scrolled into view (on a phone it starts below the screen).
-        ev.then(None, None, None, js=SCROLL_JS.format(sel="#rvs-answer"))
         ev.then(None, [result_json], None, js=TOOLTIP_JS)
-        ev.failure(failed, None, outputs + shown_parts, **PRIVATE)
+        ev.failure(failed, None, outputs + shown_parts, **PRIVATE).then(**to_answer)
     another_btn.click(another, None, [query, faces_img, another_btn], **PRIVATE)
 
     # The API's face detection alone (no UI control triggers it; the page searches on upload).
@@ -258,7 +263,7 @@ def photo_tab(w: Wiring) -> dict[str, Any]:
         try:
             src, name = image_source(payload, w.guard)
             if src is None:
-                return None, gr.update(choices=face_choices(1), value="1 (largest)")
+                return None, gr.update(choices=face_choices(1), value=W.largest)
             annotated, choices = await run_in_worker(w.budget, lambda: service.preview(src, name))
         except Exception as e:
             raise failure(e) from None
@@ -273,6 +278,8 @@ def photo_tab(w: Wiring) -> dict[str, Any]:
             if not tiles or not 0 <= i < len(tiles):
                 raise BadInputError(W.no_tile)
             src, name = image_source(payload, w.guard)
+            if src is None and isinstance(data.get("shared"), str):  # a shared result: its kept face crop
+                src, name = service.shared_face(data["shared"]), "shared face"
             if src is None:
                 raise BadInputError(W.photo_gone)
             q, photo, md, others = await run_in_worker(w.budget, lambda: service.face_to_face(src, tiles[i], name=name))
@@ -281,7 +288,12 @@ def photo_tab(w: Wiring) -> dict[str, Any]:
             raise failure(e) from None
         return gr.Column(visible=True), q, photo, md, others
 
-    opened = results.select(on_tile, [query, result_json], [f2f, f2f_query, f2f_photo, f2f_md, f2f_others], api_visibility="private", **IMAGE_JOBS)
+    def tile_failed(request: gr.Request) -> tuple[Any, ...]:
+        return gr.Column(visible=True), None, None, w.error_line(request), []
+
+    f2f_parts = [f2f, f2f_query, f2f_photo, f2f_md, f2f_others]
+    opened = results.select(on_tile, [query, result_json], f2f_parts, api_visibility="private", **IMAGE_JOBS)
+    opened.failure(tile_failed, None, f2f_parts, **PRIVATE)
     # On a phone the comparison is below a long grid: bring it into view.
     opened.success(None, None, None, js=SCROLL_JS.format(sel="#rvs-face-to-face").replace("'instant'", "'smooth'"))
     f2f_close.click(lambda: gr.Column(visible=False), None, [f2f], **PRIVATE)
@@ -291,15 +303,37 @@ def photo_tab(w: Wiring) -> dict[str, Any]:
             src, name = image_source(payload, w.guard)
             if src is None:
                 raise BadInputError(W.nothing_to_share)
-            k_int = int(float(k_value)) if k_value not in (None, "") else cfg.k
+            k_int = parse_k(k_value, cfg.k)
             rid = await run_in_worker(w.budget, lambda: service.share(src, face_value, k_int, name=name))
         except Exception as e:
             w.errors.put(request, e)
             raise failure(e) from None
-        return gr.Markdown(share_link_markdown(rid, cfg.app_share_days), visible=True)
+        return gr.Markdown(share_link_markdown(rid, cfg.app_share_days, page_address(request)), visible=True)
 
-    share_btn.click(on_share, [query, face, k], [share_md], api_name="share_result", **IMAGE_JOBS)
-    return {"faces_img": faces_img, "results": results, "vote_md": vote_md}
+    shared = share_btn.click(on_share, [query, face, k], [share_md], api_name="share_result", **IMAGE_JOBS)
+    def share_failed(request: gr.Request) -> Any:
+        return gr.Markdown(w.error_line(request), visible=True)
+
+    shared.failure(share_failed, None, [share_md], **PRIVATE)
+    return {"faces_img": faces_img, "results": results, "vote_md": vote_md, "result_json": result_json}
+
+
+def tap_point(evt: gr.SelectData) -> tuple[float, float] | None:
+    """Where a picture was tapped, in its pixels; None for anything else a client sends."""
+    xy = evt.index
+    try:
+        x, y = float(xy[0]), float(xy[1])  # type: ignore[index]
+    except (TypeError, ValueError, IndexError, KeyError):
+        return None
+    return (x, y) if all(abs(v) < 1e6 for v in (x, y)) else None
+
+
+def page_address(request: gr.Request | None) -> str:
+    """The page's own address (scheme, host, path; no query) from the browser's Referer, for a
+    link that can be copied anywhere; "" (a relative link) when absent or odd."""
+    ref = request.headers.get("referer", "") if request is not None else ""
+    base = ref.split("?", 1)[0].split("#", 1)[0]
+    return base if re.fullmatch(r"https?://[A-Za-z0-9.\-_:\[\]]+(/[A-Za-z0-9._~\-/]*)?", base) else ""
 
 
 def open_shared(demo: gr.Blocks, w: Wiring, photo: dict[str, Any]) -> None:
@@ -309,14 +343,14 @@ def open_shared(demo: gr.Blocks, w: Wiring, photo: dict[str, Any]) -> None:
     def on_open(request: gr.Request) -> tuple[Any, ...]:
         rid = dict(request.query_params).get("result") if request is not None else None
         if not rid:
-            return gr.update(), gr.update(), gr.update()
+            return gr.update(), gr.update(), gr.update(), gr.update()
         got = w.service.open_shared(rid)
         if got is None:
-            return gr.update(), gr.update(), shared_expired(days)
-        face_img, tiles, summary = got
-        return gr.Image(value=face_img, visible=True), tiles, shared_header(summary)
+            return gr.update(), gr.update(), shared_expired(days), gr.update()
+        face_img, tiles, summary, data = got
+        return gr.Image(value=face_img, visible=True), tiles, shared_header(summary), data
 
-    demo.load(on_open, None, [photo["faces_img"], photo["results"], photo["vote_md"]], api_visibility="private", queue=False)
+    demo.load(on_open, None, [photo["faces_img"], photo["results"], photo["vote_md"], photo["result_json"]], api_visibility="private", queue=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,12 +403,19 @@ def video_tab(w: Wiring) -> None:
 
     def seek_time(key: str) -> Any:
         def pick(data: Any, evt: gr.SelectData) -> Any:
-            # A table row or a frame tile: its time, for the player.
+            # A table row or a frame tile: its time, for the player. A row is known by its first
+            # cell (the table may have been re-sorted), a tile by its place.
             times = data.get(key) if isinstance(data, dict) else None
             i = evt.index[0] if isinstance(evt.index, (list, tuple)) and evt.index else evt.index
-            if not times or not isinstance(i, int) or not 0 <= i < len(times):
+            row = getattr(evt, "row_value", None)
+            cells = data.get("table_times") if key == "seek_times" and isinstance(data, dict) else None
+            if isinstance(row, (list, tuple)) and row and isinstance(cells, list) and row[0] in cells:
+                i = cells.index(row[0])
+            try:
+                t = float(times[i])  # type: ignore[index]
+            except (TypeError, ValueError, IndexError, KeyError):
                 return gr.update()
-            return float(times[i])
+            return t if 0.0 <= t < 1e7 else gr.update()
 
         return pick
 
@@ -404,17 +445,22 @@ def library_section(w: Wiring) -> None:
                 lhits = gr.Gallery(elem_id="rvs-library-hits", label=W.library_hits, columns=3, height="auto", object_fit="contain", format="jpeg", preview=False)
                 ljson = gr.JSON(label=W.json, visible=False)
 
-    async def on_library(qpayload: Any, mode_value: Any) -> tuple[Any, ...]:
+    async def on_library(qpayload: Any, mode_value: Any, request: gr.Request) -> tuple[Any, ...]:
         m = "frame" if str(mode_value) in (LIBRARY_MODES["frame"], "frame") else "person"
         try:
             qsrc, qname = image_source(qpayload, w.guard)
             tiles, summary, data = await run_in_worker(w.budget, lambda: service.search_library(qsrc, m, query_name=qname))
         except Exception as e:
+            w.errors.put(request, e)
             raise failure(e) from None
         return tiles, summary, data
 
     lquery.change(ready, [lquery], [lsearch_btn], **PRIVATE)
-    lsearch_btn.click(on_library, [lquery, lmode], [lhits, lsummary, ljson], api_name="search_library", **IMAGE_JOBS)
+    found = lsearch_btn.click(on_library, [lquery, lmode], [lhits, lsummary, ljson], api_name="search_library", **IMAGE_JOBS)
+    def failed(request: gr.Request) -> tuple[Any, ...]:
+        return [], w.error_line(request), {"error": True}
+
+    found.failure(failed, None, [lhits, lsummary, ljson], **PRIVATE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -436,10 +482,10 @@ def compare_tab(w: Wiring) -> None:
     picked = gr.State(None)  # the faces compared and where every face is on the numbered picture
     outputs = [compare_img, compare_md, compare_json, picked]
 
-    async def compare(pa: Any, pb: Any) -> tuple[Any, ...]:
-        return await run(pa, pb, (None, None))
+    async def compare(pa: Any, pb: Any, request: gr.Request) -> tuple[Any, ...]:
+        return await run(pa, pb, (None, None), request)
 
-    async def run(pa: Any, pb: Any, faces: tuple[Any, Any]) -> tuple[Any, ...]:
+    async def run(pa: Any, pb: Any, faces: tuple[Any, Any], request: gr.Request | None = None) -> tuple[Any, ...]:
         try:
             (sa, na), (sb, nb) = image_source(pa, w.guard), image_source(pb, w.guard)
             names = (na or "photo 1", nb or "photo 2")
@@ -448,34 +494,44 @@ def compare_tab(w: Wiring) -> None:
             log.info("user error: %s", e)
             return None, f"**{html.escape(str(e))}**", {"error": str(e)}, None
         except Exception as e:
+            w.errors.put(request, e)
             raise failure(e) from None
         numbers = [f["face"] for f in data.get("faces", [])]
         return pair, md, data, {"picture": picture, "numbers": numbers} if picture is not None else None
 
-    async def on_tap(pa: Any, pb: Any, state: Any, evt: gr.SelectData) -> tuple[Any, ...]:
-        xy = evt.index if isinstance(evt.index, (list, tuple)) and len(evt.index) == 2 else None
-        if not xy or not isinstance(state, dict):
+    async def on_tap(pa: Any, pb: Any, state: Any, evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
+        xy = tap_point(evt)
+        if xy is None or not isinstance(state, dict):
             return (*(gr.update(),) * 3, state)
         spots = state["picture"][1]
-        i = face_at([b for _, _, b in spots], float(xy[0]), float(xy[1]))
+        i = face_at([b for _, _, b in spots], *xy)
         if i is None:
             return (*(gr.update(),) * 3, state)
         photo, number, _ = spots[i]
         faces = list(state["numbers"])
         faces[photo] = number
-        return await run(pa, pb, (faces[0], faces[1]))
+        return await run(pa, pb, (faces[0], faces[1]), request)
 
     def show(state: Any) -> Any:
         pic = state["picture"][0] if isinstance(state, dict) else None
         return gr.Image(value=pic, visible=pic is not None)
 
+    def new_photo() -> tuple[Any, ...]:
+        # Another photo: the old answer and its numbered faces go (a tap must not pick from them).
+        return None, W.compare_waiting, None, None, gr.Image(value=None, visible=False)
+
+    def failed(request: gr.Request) -> tuple[Any, ...]:
+        return None, w.error_line(request), {"error": True}, None
+
     for comp in (photo_a, photo_b):
         comp.change(ready, [photo_a, photo_b], [compare_btn], **PRIVATE)
+        comp.change(new_photo, None, [*outputs, pick_img], **PRIVATE)
     done = [
         compare_btn.click(compare, [photo_a, photo_b], outputs, api_name="compare", **IMAGE_JOBS),
         pick_img.select(on_tap, [photo_a, photo_b, picked], outputs, api_visibility="private", **IMAGE_JOBS),
     ]
     for ev in done:
+        ev.failure(failed, None, outputs, **PRIVATE)
         ev.then(show, [picked], [pick_img], **PRIVATE)
         ev.then(None, None, None, js=SCROLL_JS.format(sel="#rvs-compare"))
 
@@ -484,8 +540,8 @@ def compare_tab(w: Wiring) -> None:
 # The page
 
 
-def header_markdown(service: Service) -> str:
-    return f"{HEADER}\n{service.status_markdown()}\n"
+def status_markdown(service: Service) -> str:
+    return f"{service.status_markdown()}\n"
 
 
 def build_demo(service: Service) -> gr.Blocks:
@@ -493,7 +549,10 @@ def build_demo(service: Service) -> gr.Blocks:
     with gr.Blocks(title=W.title, delete_cache=DELETE_CACHE, analytics_enabled=False) as demo:
         w = Wiring(service, UploadGuard([get_upload_folder()], example_paths(service)), CpuBudget(service.config.app_cpu_slots or os.cpu_count() or 2), ErrorLines())
         demo.rvs_budget = w.budget  # for tests and the load benchmark
-        header = gr.Markdown(header_markdown(service), elem_classes="rvs-header")
+        gr.Markdown(HEADER, elem_classes="rvs-header")
+        # What the gallery is, filled when a page loads (the page is built while the gallery may
+        # still be loading: built into it, "Preparing" would greet every visitor for a moment).
+        status = gr.Markdown("", elem_id="rvs-status", elem_classes="rvs-header")
         # While the gallery is prepared in the background, the header follows it every 2 s.
         timer = gr.Timer(2.0, active=service.loading)
         with gr.Tab(W.tab_photo):
@@ -508,12 +567,10 @@ def build_demo(service: Service) -> gr.Blocks:
         gr.Markdown(privacy_note(sum(DELETE_CACHE) // 60), elem_classes="rvs-small")
 
         def on_tick() -> tuple[Any, ...]:
-            return header_markdown(service), gr.Timer(active=service.loading), service.about_markdown(), service.gallery_people()
+            return status_markdown(service), gr.Timer(active=service.loading), service.about_markdown(), service.gallery_people()
 
-        timer.tick(on_tick, None, [header, timer, about, people], **PRIVATE)
-        # Each page load shows the gallery's state now, not the one when the page was built (a
-        # gallery ready at start-up must not greet every visitor with "Preparing the gallery").
-        demo.load(on_tick, None, [header, timer, about, people], **PRIVATE)
+        timer.tick(on_tick, None, [status, timer, about, people], **PRIVATE)
+        demo.load(on_tick, None, [status, timer, about, people], **PRIVATE)
         open_shared(demo, w, photo)
     return demo
 

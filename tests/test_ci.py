@@ -42,7 +42,7 @@ def test_missing_data_skips_locally_and_fails_under_ci(tmp_path):
 
 
 def test_missing_browser_skips_locally_and_fails_under_ci(tmp_path):
-    target = "tests/test_browser.py::test_upload_search_and_see_the_name"
+    target = "tests/test_browser.py::test_same_person_tab[390-844]"
     local = run_pytest(tmp_path, target, RVS_CHROMIUM=str(tmp_path / "no-chromium"))
     assert local.returncode == 0 and "1 skipped" in local.stdout, local.stdout[-2000:]
     ci = run_pytest(tmp_path, target, RVS_CHROMIUM=str(tmp_path / "no-chromium"), RVS_REQUIRE_DATA="1")

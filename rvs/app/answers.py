@@ -117,10 +117,14 @@ class Words:
     no_tile = "search first, then pick a result tile"
     photo_gone = "the photo searched is no longer on the page: upload it again"
     nothing_to_share = "upload a photo and search first"
+    largest = "1 (largest)"  # the face picker's first option (rvs.app.answers.face_choices)
+    video_name, image_name, photo_names = "video", "image", ("photo 1", "photo 2")
 
 
 VIDEO_MODES = {"frame": "Frame (find the moment this picture was taken from)", "face": "Person (face)"}
 VIDEO_EXAMPLES = {"frame": "Find this frame of the video (a still at 2.00 s)", "face": "Find this person (a face seen at 1.00 s)"}
+PHOTO_EXAMPLES = {"group": "A group photo (several faces)", "probe": "{name} (a photo not in the gallery)"}
+CHART_WORDS = {"time": "time", "segment": "matching segment", "threshold": "match threshold", "moment": "moment"}
 CHART_TITLES = {
     "face": "Face similarity per frame · shaded: this person",
     "frame": "Fused similarity per frame · shaded: matching frames",
@@ -202,8 +206,24 @@ def match_strength(distance: float, cal: Any) -> str:
 def face_choices(n: int) -> list[str]:
     """The face picker's options for an image with n faces (numbers follow the boxes drawn)."""
     if n <= 0:
-        return ["1 (largest)"]
-    return ["1 (largest)", *[str(i) for i in range(2, n + 1)], *(["all"] if n > 1 else [])]
+        return [Words.largest]
+    return [Words.largest, *[str(i) for i in range(2, n + 1)], *(["all"] if n > 1 else [])]
+
+
+def parse_k(value: Any, default: int) -> int:
+    """The number of results a client asked for (1..100), or one clear line."""
+    if value in (None, ""):
+        return default
+    try:
+        return max(1, min(100, int(float(value))))
+    except (TypeError, ValueError, OverflowError):
+        raise BadInputError(Words.bad_k.format(str(value)[:40])) from None
+
+
+def span(start: float, end: float, step: float, duration: float) -> tuple[float, float]:
+    """A segment as shown: until the next sample after its last one, so never zero length."""
+    stop = min(end + step, duration) if duration > 0 else end + step
+    return start, stop if stop > start else start + max(step, 0.01)
 
 
 def parse_face(value: str | int | None) -> str | int:
@@ -258,25 +278,17 @@ def describe_identification(fr: Any, people: int, label: str = "") -> str:
             if ident.reason
             else f"{p} probability, below the {format_probability(ident.threshold)} this gallery of {people:,} people needs to name someone."
         )
-        closest = f" Nearest photo at distance {fr.matches[0].distance:.3f}." if fr.matches else ""
-        return (
-            f"### {label}Possibly {name} ({p})\n{why} The faces below are **look-alikes**, "
-            f"{name} among them, until a name is given.{closest}"
-        )
+        return f"### {label}Possibly {name} ({p})\n{why} The faces below are **look-alikes**, {name} among them, until a name is given."
     if ident.identity is not None:
         return (
             f"### {label}{pretty_name(ident.identity)}\n**{format_probability(ident.probability)}** probability that this is "
             f"{pretty_name(ident.identity)} (calibrated for this gallery of {people:,} people; a name is given above "
-            f"{format_probability(ident.threshold)}) · nearest photo at distance {fr.matches[0].distance:.3f}"
+            f"{format_probability(ident.threshold)})"
             if fr.matches
             else f"### {label}{pretty_name(ident.identity)}"
         )
     why = ident.reason or "no one in this gallery resembles this face closely enough to name"
-    closest = f" The closest photo is at distance {fr.matches[0].distance:.3f}." if fr.matches else ""
-    return (
-        f"### {label}No match in this gallery\nThis face is not named: {why}. The faces below are **look-alikes, "
-        f"not matches**.{closest}"
-    )
+    return f"### {label}No match in this gallery\nThis face is not named: {why}. The faces below are **look-alikes, not matches**."
 
 
 def video_answer(res: VideoResult, path: Path, read_frames: Callable) -> VideoAnswer:
@@ -305,15 +317,16 @@ def video_answer(res: VideoResult, path: Path, read_frames: Callable) -> VideoAn
     # Face mode's curve is a cosine similarity while its threshold is a distance.
     thr = 1.0 - res.threshold**2 / 2.0 if face else res.threshold
     marks = [] if closest_only else [(t, h.score if h is not None else float("nan"), c) for t, h, (_, c) in zip(times, hits, frames)]
-    plot = similarity_chart(
-        res.curve, [(s.start, s.end) for s in segs], marks, threshold=thr, duration=res.duration,
-        y_title="similarity", title=CHART_TITLES["face" if face else "frame"],
-    )
     # A segment lasts until the next sample after its last one (never zero length); three columns fit a phone.
     step = 1.0 / res.sample_fps if res.sample_fps > 0 else 0.0
+    spans = [span(s.start, s.end, step, res.duration) for s in segs]
+    plot = similarity_chart(
+        res.curve, spans, marks, threshold=thr, duration=res.duration,
+        y_title="similarity", title=CHART_TITLES["face" if face else "frame"], words=CHART_WORDS,
+    )
     rows = [
-        [f"{format_time(s.start)}–{format_time(min(s.end + step, res.duration))}", "this person" if face else "matching frames", round(float(s.score), 2)]
-        for s in segs
+        [f"{format_time(a)}–{format_time(b)}", "this person" if face else "matching frames", round(float(s.score), 2)]
+        for s, (a, b) in zip(segs, spans)
     ]
     t = res.timings
     head = (
@@ -329,6 +342,7 @@ def video_answer(res: VideoResult, path: Path, read_frames: Callable) -> VideoAn
     )
     data = res.to_dict(curve=False, hits=False)
     data["seek_times"] = [round(s.best_time, 3) for s in segs]  # what a table row's click moves the player to
+    data["table_times"] = [row[0] for row in rows]  # a row's first cell: which row was tapped, even in a re-sorted table
     data["frame_times"] = [round(t, 3) for t in times][: len(frames)]  # and a frame's
     return VideoAnswer(frames, plot, rows, summary, data)
 
@@ -340,9 +354,10 @@ def moments_answer(res: VideoResult, path: Path, read_frames: Callable) -> Video
     times = [m.time for m in moments]
     frames = [(fit(img, 720)[0], m.caption()) for m, img in zip(moments, read_frames(path, times) if times else [])]
     thr = res.threshold if res.threshold == res.threshold else None  # NaN: nothing matched
+    step = 1.0 / res.sample_fps if res.sample_fps > 0 else 0.0
     plot = similarity_chart(
-        res.curve, [(s.start, s.end) for s in res.segments], [(m.time, m.score, m.caption()) for m in moments],
-        threshold=thr, duration=res.duration, y_title="score", title=CHART_TITLES["moments"],
+        res.curve, [span(s.start, s.end, step, res.duration) for s in res.segments], [(m.time, m.score, m.caption()) for m in moments],
+        threshold=thr, duration=res.duration, y_title="score", title=CHART_TITLES["moments"], words=CHART_WORDS,
     )
     # Three columns, readable on a phone without scrolling sideways; a moment's segment is in the JSON.
     rows = [[format_time(m.time), m.reading, round(float(m.score), 2)] for m in res.moments]
@@ -353,6 +368,7 @@ def moments_answer(res: VideoResult, path: Path, read_frames: Callable) -> Video
     )
     data = res.to_dict(curve=False, hits=False)
     data["seek_times"] = [round(m.time, 3) for m in res.moments]  # what a table row's click moves the player to
+    data["table_times"] = [row[0] for row in rows]  # a row's first cell: which row was tapped, even in a re-sorted table
     data["frame_times"] = [round(t, 3) for t in times][: len(frames)]  # and a frame's
     return VideoAnswer(frames, plot, rows, summary, data, TABLE_HEADERS)
 
@@ -402,7 +418,8 @@ def library_answer(res: Any, frame_of: Callable[[Any], Image.Image | None]) -> t
             img = Image.fromarray(np.asarray(h.thumb, np.uint8))
         if img is None:
             continue
-        segs = ", ".join(f"{format_time(s.start)}-{format_time(s.end)}" for s in h.segments[:3]) + (" ..." if len(h.segments) > 3 else "")
+        # Library segments already end one sample after their last (rvs.library.search).
+        segs = ", ".join(f"{format_time(s.start)}–{format_time(s.end)}" for s in h.segments[:3]) + (" ..." if len(h.segments) > 3 else "")
         tiles.append((img, f"{h.video} · {format_time(h.best_time)} · {h.decision} · {segs}"))
     what = "this person" if res.mode == "person" else "this picture"
     if res.hits:
@@ -488,8 +505,10 @@ def share_note(days: float) -> str:
     )
 
 
-def share_link_markdown(rid: str, days: float) -> str:
-    return f"**Link to this result:** [?result={rid}](?result={rid}) (kept {days:g} days on this server: the face crop and the answer)"
+def share_link_markdown(rid: str, days: float, page_url: str = "") -> str:
+    """The link to a shared result: the page's own address (when the browser sent it) with ?result=ID."""
+    url = f"{page_url}?result={rid}"
+    return f"**Link to this result:** [{url}]({url}) (kept {days:g} days on this server: the face crop and the answer)"
 
 
 def shared_expired(days: float) -> str:

@@ -37,9 +37,13 @@ def similarity_chart(
     y_title: str = "similarity",
     title: str = "",
     height: int = 190,
+    words: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The Vega-Lite spec (see the module docstring). NaN scores are left out (no face in that
-    frame); a segment shorter than 1/150 of the video is widened so it stays visible."""
+    frame); a segment shorter than 1/150 of the video is widened so it stays visible. `words`:
+    the tooltips' titles (keys time, segment, threshold, moment; the page's are
+    rvs.app.answers.CHART_WORDS)."""
+    w = {"time": "time", "segment": "segment", "threshold": "threshold", "moment": "moment", **(words or {})}
     pts = [(float(t), float(y)) for t, y in curve if y is not None and math.isfinite(float(y)) and math.isfinite(float(t))]
     end = float(duration) if duration and duration > 0 else (max((t for t, _ in pts), default=1.0) or 1.0)
     min_width = end / 150
@@ -57,7 +61,7 @@ def similarity_chart(
             "data": {"values": bands},
             "mark": {"type": "rect", "color": SEGMENT, "fill": SEGMENT, "stroke": SEGMENT, "strokeWidth": 0, "opacity": 0.35},
             "encoding": {"x": {**x, "field": "start"}, "x2": {"field": "end"},
-                         "tooltip": [{"field": "when", "title": "matching segment"}]},
+                         "tooltip": [{"field": "when", "title": w["segment"]}]},
         })
     if pts:
         layers.append({
@@ -65,20 +69,20 @@ def similarity_chart(
             "mark": {"type": "line", "color": CURVE, "stroke": CURVE, "strokeWidth": 2, "point": {"size": 18, "color": CURVE, "fill": CURVE, "stroke": CURVE} if len(pts) <= 120 else False},
             "encoding": {"x": x, "y": {"field": "y", "type": "quantitative", "title": y_title, "scale": {"domain": [0, round(y_max, 3)]},
                                         "axis": {"labelFontSize": 12, "titleFontSize": 12, "tickCount": 4}},
-                         "tooltip": [{"field": "time", "title": "time"}, {"field": "y", "title": y_title, "format": ".2f"}]},
+                         "tooltip": [{"field": "time", "title": w["time"]}, {"field": "y", "title": y_title, "format": ".2f"}]},
         })
     if threshold is not None and math.isfinite(threshold):
         layers.append({
             "data": {"values": [{"y": round(float(threshold), 4)}]},
             "mark": {"type": "rule", "color": "#666", "stroke": "#666", "strokeDash": [5, 4]},
-            "encoding": {"y": {"field": "y", "type": "quantitative"}, "tooltip": [{"field": "y", "title": "match threshold", "format": ".2f"}]},
+            "encoding": {"y": {"field": "y", "type": "quantitative"}, "tooltip": [{"field": "y", "title": w["threshold"], "format": ".2f"}]},
         })
     if moments:
         layers.append({
             "data": {"values": [{"t": round(t, 3), "y": round(s, 4) if math.isfinite(s) else 0.0, "time": clock(t), "what": c} for t, s, c in moments]},
             "mark": {"type": "point", "shape": "triangle-down", "filled": True, "size": 140, "color": MOMENT, "fill": MOMENT, "stroke": MOMENT, "opacity": 1},
             "encoding": {"x": x, "y": {"field": "y", "type": "quantitative"},
-                         "tooltip": [{"field": "time", "title": "time"}, {"field": "what", "title": "moment"}]},
+                         "tooltip": [{"field": "time", "title": w["time"]}, {"field": "what", "title": w["moment"]}]},
         })
     if not layers:  # nothing scored: an empty time axis, not a broken chart
         layers.append({"data": {"values": [{"t": 0.0}]}, "mark": {"type": "tick", "opacity": 0}, "encoding": {"x": x}})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import shutil
 import threading
@@ -27,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from rvs.app.answers import (
+    PHOTO_EXAMPLES,
     PREPARING,
     ImageAnswer,
     VideoAnswer,
@@ -356,7 +358,9 @@ class Service:
         except RvsError as e:
             # Messages name the file; say the user's file name, not the server's temporary path.
             raise type(e)(str(e).replace(str(path), label)) from None
-        return video_answer(res, path, read_frames)
+        ans = video_answer(res, path, read_frames)
+        ans.data["video"] = label  # the user's file name, never this server's path
+        return ans
 
     def share(self, query: ImageLike, face: str | int | None = "1 (largest)", k: int | None = None, name: str | None = None) -> str:
         """Keep a search's answer for a link (rvs.app.shared): the search is run again here, so a
@@ -375,10 +379,12 @@ class Service:
         crop = crop_box(img, tiles[0]["query_box"], margin=0.4, size=256)
         store = SharedResults(Path(self.config.cache_dir) / "shared", self.config.app_share_days)
         captions = [c for _, c in ans.matches]
-        return store.save({"summary": ans.summary, "rows": [t["item"] for t in tiles], "captions": captions, "model_id": self.index.model_id}, crop)
+        payload = {"summary": ans.summary, "rows": [t["item"] for t in tiles], "distances": [t["distance"] for t in tiles], "captions": captions, "model_id": self.index.model_id}
+        return store.save(payload, crop)
 
-    def open_shared(self, rid: str) -> tuple[Image.Image, list, str] | None:
-        """A shared result by id: (the face, the tiles, the answer), or None (unknown or expired)."""
+    def open_shared(self, rid: str) -> tuple[Image.Image, list, str, dict] | None:
+        """A shared result by id: (the face, the tiles, the answer, what each tile is: for opening
+        it face to face against the shared face crop), or None (unknown or expired)."""
         from rvs.app.shared import SharedResults
 
         got = SharedResults(Path(self.config.cache_dir) / "shared", self.config.app_share_days).load(rid)
@@ -387,12 +393,22 @@ class Service:
         payload, face = got
         if payload.get("model_id") != self.index.model_id:
             return None
-        tiles = [
-            (self.thumbnail(r), str(c))
-            for r, c in zip(payload.get("rows", []), payload.get("captions", []))
-            if isinstance(r, int) and 0 <= r < len(self.index)
-        ]
-        return face, tiles, str(payload.get("summary", ""))
+        rows, captions = payload.get("rows", []), payload.get("captions", [])
+        dists = payload.get("distances") or [None] * len(rows)
+        keep = [(r, str(c), d) for r, c, d in zip(rows, captions, dists) if isinstance(r, int) and 0 <= r < len(self.index)]
+        # The crop was cut with margin 0.4 around the face (share): the face is its central 1/1.8.
+        side = face.width / 1.8
+        box = [round((face.width - side) / 2, 1), round((face.height - side) / 2, 1), round((face.width + side) / 2, 1), round((face.height + side) / 2, 1)]
+        refs = [{"item": r, "distance": d, "query_box": box} for r, _, d in keep if isinstance(d, (int, float))]
+        data = {"shared": rid, "tiles": refs if len(refs) == len(keep) else []}
+        return face, [(self.thumbnail(r), c) for r, c, _ in keep], str(payload.get("summary", "")), data
+
+    def shared_face(self, rid: str) -> Image.Image | None:
+        """The face crop a shared result keeps (what its tiles open face to face against)."""
+        from rvs.app.shared import SharedResults
+
+        got = SharedResults(Path(self.config.cache_dir) / "shared", self.config.app_share_days).load(str(rid))
+        return got[1] if got is not None else None
 
     def face_to_face(self, query: ImageLike, tile: dict, name: str | None = None) -> tuple[Image.Image, Image.Image, str, list]:
         """A result tile opened: (the query's face at full resolution, the gallery photo with its
@@ -404,7 +420,7 @@ class Service:
             item, box, dist = int(tile["item"]), [float(v) for v in tile["query_box"]][:4], float(tile["distance"])
         except (KeyError, TypeError, ValueError):
             raise BadInputError("pick a result tile of this search") from None
-        if not 0 <= item < len(self.index) or len(box) != 4 or not 0.0 <= dist <= 2.0:
+        if not 0 <= item < len(self.index) or len(box) != 4 or not all(math.isfinite(v) for v in box) or not 0.0 <= dist <= 2.0:
             raise BadInputError("pick a result tile of this search")
         img = load_image(query, max_pixels=self.config.max_pixels, name=name)
         side = max(box[2] - box[0], box[3] - box[1])
@@ -528,8 +544,8 @@ class Service:
 
         photos = Path(self.config.data_dir) / "photos"
         out = [(p, pretty(p.parent.name)) for p in sorted(photos.glob("*/1.jpg"))]
-        out.append((photos / "multiface.jpg", "A group photo (several faces)"))
-        out += [(p, f"{pretty(p.parent.name)} (a photo not in the gallery)") for p in self.example_probes(2)]
+        out.append((photos / "multiface.jpg", PHOTO_EXAMPLES["group"]))
+        out += [(p, PHOTO_EXAMPLES["probe"].format(name=pretty(p.parent.name))) for p in self.example_probes(2)]
         return [(p, label) for p, label in out if p.is_file()]
 
     def video_examples(self) -> list[tuple[Path, Path, str]]:
