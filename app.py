@@ -376,7 +376,7 @@ def video_tab(w: Wiring) -> None:
             frames = gr.Gallery(elem_id="rvs-frames", label=W.frames, columns=3, height="auto", object_fit="contain", format="jpeg", preview=False, allow_preview=False, fit_columns=False)
             segments = gr.Dataframe(headers=TABLE_HEADERS, label=W.table, interactive=False, elem_id="rvs-segments")
             seek_to = gr.Number(visible=False)
-    with gr.Accordion(W.json, open=False):
+    with gr.Accordion(W.video_details, open=False):  # the table's details: each moment's segment, reading, scores
         vjson = gr.JSON(label=W.json)
     outputs = [frames, plot, segments, vsummary, vjson]
 
@@ -474,6 +474,11 @@ def compare_tab(w: Wiring) -> None:
     with gr.Row():
         photo_a = gr.Image(label=W.photo_1, sources=["upload", "webcam", "clipboard"], type="filepath", image_mode=None, height=260)
         photo_b = gr.Image(label=W.photo_2, sources=["upload", "webcam", "clipboard"], type="filepath", image_mode=None, height=260)
+    with gr.Accordion(W.options, open=False):
+        with gr.Row():
+            # The API's face choice per photo; on the page a tap on the numbered faces sets them.
+            face_a = gr.Dropdown(choices=[W.main_face, *[str(i) for i in range(1, 21)]], value=W.main_face, label=W.face_1, allow_custom_value=True)
+            face_b = gr.Dropdown(choices=[W.main_face, *[str(i) for i in range(1, 21)]], value=W.main_face, label=W.face_2, allow_custom_value=True)
     compare_btn = gr.Button(W.compare, variant="primary", interactive=False)
     compare_md = gr.Markdown(W.compare_waiting, elem_id="rvs-compare", elem_classes="rvs-status")
     compare_img = gr.Image(label=W.compare_faces, interactive=False, format="jpeg", elem_id="rvs-compare-faces", elem_classes="rvs-labelled")
@@ -482,8 +487,8 @@ def compare_tab(w: Wiring) -> None:
     picked = gr.State(None)  # the faces compared and where every face is on the numbered picture
     outputs = [compare_img, compare_md, compare_json, picked]
 
-    async def compare(pa: Any, pb: Any, request: gr.Request) -> tuple[Any, ...]:
-        return await run(pa, pb, (None, None), request)
+    async def compare(pa: Any, pb: Any, fa: Any, fb: Any, request: gr.Request) -> tuple[Any, ...]:
+        return await run(pa, pb, (None if fa in (None, "", W.main_face) else fa, None if fb in (None, "", W.main_face) else fb), request)
 
     async def run(pa: Any, pb: Any, faces: tuple[Any, Any], request: gr.Request | None = None) -> tuple[Any, ...]:
         try:
@@ -502,15 +507,15 @@ def compare_tab(w: Wiring) -> None:
     async def on_tap(pa: Any, pb: Any, state: Any, evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
         xy = tap_point(evt)
         if xy is None or not isinstance(state, dict):
-            return (*(gr.update(),) * 3, state)
+            return (*(gr.update(),) * 3, state, gr.update(), gr.update())
         spots = state["picture"][1]
         i = face_at([b for _, _, b in spots], *xy)
         if i is None:
-            return (*(gr.update(),) * 3, state)
+            return (*(gr.update(),) * 3, state, gr.update(), gr.update())
         photo, number, _ = spots[i]
         faces = list(state["numbers"])
         faces[photo] = number
-        return await run(pa, pb, (faces[0], faces[1]), request)
+        return (*await run(pa, pb, (faces[0], faces[1]), request), str(faces[0]), str(faces[1]))
 
     def show(state: Any) -> Any:
         pic = state["picture"][0] if isinstance(state, dict) else None
@@ -518,17 +523,17 @@ def compare_tab(w: Wiring) -> None:
 
     def new_photo() -> tuple[Any, ...]:
         # Another photo: the old answer and its numbered faces go (a tap must not pick from them).
-        return None, W.compare_waiting, None, None, gr.Image(value=None, visible=False)
+        return None, W.compare_waiting, None, None, gr.Image(value=None, visible=False), W.main_face, W.main_face
 
     def failed(request: gr.Request) -> tuple[Any, ...]:
         return None, w.error_line(request), {"error": True}, None
 
     for comp in (photo_a, photo_b):
         comp.change(ready, [photo_a, photo_b], [compare_btn], **PRIVATE)
-        comp.change(new_photo, None, [*outputs, pick_img], **PRIVATE)
+        comp.change(new_photo, None, [*outputs, pick_img, face_a, face_b], **PRIVATE)
     done = [
-        compare_btn.click(compare, [photo_a, photo_b], outputs, api_name="compare", **IMAGE_JOBS),
-        pick_img.select(on_tap, [photo_a, photo_b, picked], outputs, api_visibility="private", **IMAGE_JOBS),
+        compare_btn.click(compare, [photo_a, photo_b, face_a, face_b], outputs, api_name="compare", **IMAGE_JOBS),
+        pick_img.select(on_tap, [photo_a, photo_b, picked], [*outputs, face_a, face_b], api_visibility="private", **IMAGE_JOBS),
     ]
     for ev in done:
         ev.failure(failed, None, outputs, **PRIVATE)

@@ -352,7 +352,7 @@ def test_video_both_modes(browser, app, width, height):
         # The chart was drawn again, for this answer.
         page.wait_for_function("() => [...document.querySelectorAll('#rvs-plot .marks')].some(m => !m.dataset.old && m.getBoundingClientRect().width > 250)")
         shot(page, "video_person", width)
-        page.get_by_role("button", name="Result as JSON").last.click()  # what an API user gets: no server path either
+        page.get_by_role("button", name="Details of every moment and segment (JSON)").click()  # what an API user gets: no server path either
         page.wait_for_timeout(300)
         ux.update(video_seek_ok=seek_ok, server_paths_on_page=server_paths(page))
         if width < 500:

@@ -94,5 +94,10 @@ def test_app_same_person_tab():
         assert Image.open(pair["path"]).size == (656, 320)
         pair, md, data = client.predict(handle_file(str(POWELL_1)), None, api_name="/compare")
         assert pair is None and md == "**upload two photos to compare**" and "error" in data
+        # An API user picks a face of a group photo by its number (the page does it with a tap).
+        group = default_data_dir() / "photos" / "multiface.jpg"
+        pair, md, data = client.predict(handle_file(str(group)), handle_file(str(POWELL_1)), "2", "main", api_name="/compare")
+        assert data["faces"][0]["face"] == 2 and data["faces"][0]["faces_found"] >= 3 and "face 2 of" in md
+        assert data["answer"] == "different people"
     finally:
         demo.close()

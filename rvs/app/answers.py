@@ -88,6 +88,7 @@ class Words:
     download = "Download the results (CSV)"
     share = "Share this result"
     json = "Result as JSON"
+    video_details = "Details of every moment and segment (JSON)"
     video = "Video"
     video_query = "Query: a frame, a screenshot or a photo of the person"
     find = "Find"
@@ -106,6 +107,8 @@ class Words:
     compare_waiting = "Upload two photos."
     compare_faces = "The two faces compared"
     compare_pick = "Faces found: tap one to compare it instead"
+    main_face = "main"
+    face_1, face_2 = "Face in photo 1", "Face in photo 2"
     about = "About this gallery"
     people = "Who is in this gallery (search by name)"
     people_headers = ("person", "photos")
