@@ -37,6 +37,7 @@ from rvs.app.answers import (
     VIDEO_MODES,
     Words,
     face_choices,
+    hide_paths,
     library_intro,
     no_face_markdown,
     parse_k,
@@ -126,7 +127,7 @@ class Wiring:
 
     def error_line(self, request: gr.Request) -> str:
         # The failed event's message where its answer would be, and it stays (not only a toast).
-        line = self.errors.pop(request)
+        line = hide_paths(self.errors.pop(request))
         return f"**{html.escape(line)}**" if line else W.failed
 
 

@@ -461,3 +461,17 @@ def test_app_answers_while_the_gallery_is_prepared(service):
     ans = early.search_image(lfw_image("Colin_Powell", 2), k=3)
     assert ans.data["results"][0]["identification"]["identity"] == "Colin_Powell"
 
+
+
+def test_the_page_never_shows_a_server_path():
+    """A gallery that cannot load is explained on the page without this server's folders (the
+    log keeps them): the header, About and error lines name the folder, not its path."""
+    from rvs.app.answers import hide_paths
+    from rvs.app.service import Service
+
+    problem = "no gallery: no index at /root/.cache/rvs/index/lfw and no photos at /srv/data/lfw/images_deepfunneled"
+    svc = Service(Config(), None, None, notes=["index /tmp/x/index unusable (bad manifest)"], problem=problem)
+    shown = svc.status_markdown() + svc.about_markdown()
+    assert "/root" not in shown and "/srv" not in shown and "/tmp" not in shown and "images_deepfunneled" in shown
+    assert hide_paths("holiday.jpg: not an image (1/2 read)") == "holiday.jpg: not an image (1/2 read)"
+    assert hide_paths("http://127.0.0.1:7860/?result=abc") == "http://127.0.0.1:7860/?result=abc"

@@ -6,6 +6,7 @@ look-alikes), video answers (frames, similarity plot, table) and the CSV downloa
 from __future__ import annotations
 
 import csv
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -157,6 +158,15 @@ PREPARING = {
     "load": "loading the face models and the gallery",
     "build": "building a starter gallery from the LFW photos here (once; a few minutes on 2 cores)",
 }
+
+
+_SERVER_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/'\"`()<>,;]+/)+([^\s/'\"`()<>,;]*)")
+
+
+def hide_paths(text: str) -> str:
+    """`text` with every absolute server path cut to its last part ("/root/.cache/rvs/index/lfw"
+    -> "lfw"): what the page and API clients are told; the log keeps the whole path."""
+    return _SERVER_PATH.sub(lambda m: m.group(1) or "/", str(text))
 
 
 def preparing_line(what: str) -> str:

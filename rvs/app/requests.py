@@ -19,6 +19,7 @@ from typing import Any
 
 import gradio as gr
 
+from rvs.app.answers import hide_paths
 from rvs.app.serving import CpuBudget, Job, JobCancelled, UploadGuard, safe_name, trim_memory
 from rvs.errors import BadInputError, RvsError
 
@@ -65,7 +66,7 @@ def failure(e: BaseException) -> gr.Error:
     if isinstance(e, RvsError):
         log.info("user error: %s: %s", type(e).__name__, str(e).splitlines()[0][:300] if str(e) else "")
         title = "Stopped" if isinstance(e, JobCancelled) else "Cannot search this"
-        return gr.Error(html.escape(str(e)), title=title, print_exception=False)
+        return gr.Error(html.escape(hide_paths(str(e))), title=title, print_exception=False)
     log.exception("unexpected error in a request")
     return gr.Error(f"unexpected error ({type(e).__name__}); please try another file", title="Error", print_exception=False)
 

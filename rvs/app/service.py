@@ -36,6 +36,7 @@ from rvs.app.answers import (
     describe_identification,
     face_choices,
     gallery_line,
+    hide_paths,
     match_strength,
     parse_face,
     preparing_line,
@@ -222,7 +223,7 @@ class Service:
     def about_markdown(self) -> str:
         """The gallery's provenance for the "About this gallery" section."""
         if self.loading or self.index is None:
-            return "The gallery is not loaded yet." if self.loading else (self.problem or "No gallery is loaded.")
+            return "The gallery is not loaded yet." if self.loading else hide_paths(self.problem or "No gallery is loaded.")
         origin = self.artifacts.public_origin if self.artifacts is not None else None
         return about_lines(len(self.index), self.index.n_identities, origin, self.index.model_id, self.index.extra.get("open_set"))
 
@@ -239,8 +240,8 @@ class Service:
             return preparing_line(PREPARING[key].format(repo=self.config.hub_repo))
         if self.index is not None:
             lines = gallery_line(len(self.index), self.index.n_identities, self._is_lfw())
-            return "\n".join([lines, *(f"- {n}" for n in self.notes)])
-        return "\n".join(f"- {line}" for line in self.status_lines())
+            return "\n".join([lines, *(f"- {hide_paths(n)}" for n in self.notes)])
+        return "\n".join(f"- {hide_paths(line)}" for line in self.status_lines())
 
     def preview(self, image: ImageLike, name: str | None = None) -> tuple[Image.Image, list[str]]:
         """Detect faces only: the query with faces boxed and numbered, and the picker's options."""
