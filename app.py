@@ -78,6 +78,14 @@ CSS = """
 #rvs-results .thumbnail-item, #rvs-frames .thumbnail-item {
   aspect-ratio: auto !important; height: auto !important; display: flex; flex-direction: column; overflow: visible !important; }
 #rvs-results .thumbnail-item > img { aspect-ratio: 1 / 1; height: auto !important; }
+/* Example photos: small square pictures with their names under them. */
+#rvs-examples .grid-wrap { overflow-y: visible !important; max-height: none !important; height: auto !important; min-height: 0 !important; }
+#rvs-examples .grid-container { grid-auto-rows: auto !important; grid-template-columns: repeat(4, minmax(0, 1fr)) !important; }
+#rvs-examples > label, #rvs-examples .block-label { position: static !important; margin-bottom: 6px; }
+#rvs-examples .thumbnail-item { aspect-ratio: auto !important; height: auto !important; display: flex; flex-direction: column; }
+#rvs-examples .thumbnail-item > img { aspect-ratio: 1 / 1; height: auto !important; object-fit: cover; }
+#rvs-examples .caption-label { position: static !important; max-width: 100% !important; white-space: normal !important; font-size: 0.8em;
+  overflow: visible !important; text-overflow: clip !important; overflow-wrap: anywhere; opacity: 1 !important; border: none !important; }
 /* Video frames at their own aspect ratio, never letterboxed into a square. */
 #rvs-frames .thumbnail-item > img { aspect-ratio: auto !important; height: auto !important; width: 100% !important; object-fit: contain; }
 #rvs-results .caption-label, #rvs-frames .caption-label {
@@ -159,7 +167,11 @@ def photo_tab(w: Wiring) -> dict[str, Any]:
                 face = gr.Dropdown(choices=[*face_choices(20)], value=W.largest, label=W.face, info=W.face_info, allow_custom_value=True)
                 k = gr.Slider(1, 50, value=cfg.k, step=1, label=W.k)
             if labelled:
-                gr.Examples([str(p) for p, _ in labelled], inputs=[query], example_labels=[label for _, label in labelled], label=W.examples, examples_per_page=12)
+                # Examples as pictures with their names (people would rather look than read); a tap searches one.
+                examples = gr.Gallery(
+                    value=[(str(p), label) for p, label in labelled], label=W.examples, columns=4, height="auto", object_fit="cover",
+                    allow_preview=False, preview=False, format="jpeg", elem_id="rvs-examples", buttons=[],
+                )
         with gr.Column(scale=6, min_width=300):
             with gr.Row(equal_height=False, elem_id="rvs-answer"):
                 answer_face = gr.Image(show_label=False, interactive=False, visible=False, format="jpeg", height=112, width=112, scale=0, min_width=112, elem_id="rvs-answer-face", buttons=[])
@@ -256,6 +268,14 @@ def photo_tab(w: Wiring) -> dict[str, Any]:
         ev.then(None, [result_json], None, js=TOOLTIP_JS)
         ev.failure(failed, None, outputs + shown_parts, **PRIVATE).then(**to_answer)
     another_btn.click(another, None, [query, faces_img, another_btn], **PRIVATE)
+    if labelled:
+
+        def pick_example(evt: gr.SelectData) -> Any:
+            # The example's own file (an index into the server's list: a client cannot name a path).
+            i = evt.index if isinstance(evt.index, int) else -1
+            return gr.Image(value=str(labelled[i][0]), visible=True) if 0 <= i < len(labelled) else gr.update()
+
+        examples.select(pick_example, None, [query], **PRIVATE)
 
     # The API's face detection alone (no UI control triggers it; the page searches on upload).
     detect_trigger = gr.Button(visible=False)

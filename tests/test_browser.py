@@ -289,6 +289,11 @@ def test_a_stranger_then_a_group_photo_face_tapped(browser, app, width, height):
         page.locator("#rvs-vote").get_by_role("heading", name=re.compile(r"^Face 2: ")).wait_for()
         page.locator("#rvs-results .caption-label").first.wait_for()
         shot(page, "group_photo", width)
+        # The examples are pictures with their names: a tap on one searches it.
+        probe = page.locator("#rvs-examples .thumbnail-item").filter(has_text="(a photo not in the gallery)").first
+        name = probe.inner_text().split(" (")[0].strip()
+        probe.click()
+        page.locator("#rvs-vote").get_by_role("heading", name=name).wait_for()
     finally:
         page.close()
 

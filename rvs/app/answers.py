@@ -78,7 +78,7 @@ class Words:
     options = "Options"
     search = "Search again"
     another_photo = "Use another photo"
-    examples = "Examples (click one: the search starts)"
+    examples = "Examples (tap one: the search starts)"
     photo_waiting = "Upload a photo, or click an example: the search starts by itself."
     photo_searching = "Searching ..."
     results = "Nearest gallery faces: look-alikes unless named above (tap one to compare face to face)"
