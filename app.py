@@ -197,12 +197,16 @@ def photo_tab(w: Wiring) -> dict[str, Any]:
     shown = gr.State(None)  # the last answer's face crop and face boxes (server side, per page)
     outputs = [faces_img, results, vote_md, result_json, face, shown]
 
+    def photo_and_k(payload: Any, k_value: Any, missing: str) -> tuple[Any, str, int]:
+        # What a search and a share both read from the client: the photo (or `missing`) and k.
+        src, name = image_source(payload, w.guard)
+        if src is None:
+            raise BadInputError(missing)
+        return src, name, parse_k(k_value, cfg.k)
+
     async def search(payload: Any, face_value: Any, k_value: Any, request: gr.Request) -> tuple[Any, ...]:
         try:
-            src, name = image_source(payload, w.guard)
-            if src is None:
-                raise BadInputError(W.no_photo)
-            k_int = parse_k(k_value, cfg.k)
+            src, name, k_int = photo_and_k(payload, k_value, W.no_photo)
             ans = await run_in_worker(w.budget, lambda: service.search_image(src, face_value, k_int, name=name))
         except NoFaceError as e:
             log.info("user error: %s", e)
@@ -219,7 +223,8 @@ def photo_tab(w: Wiring) -> dict[str, Any]:
         return await search(payload, W.largest, k_value, request)
 
     async def on_tap(payload: Any, state: Any, k_value: Any, evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
-        i = face_at(state["boxes"], *tap_point(evt)) if isinstance(state, dict) and state.get("boxes") and tap_point(evt) else None
+        xy = tap_point(evt)
+        i = face_at(state["boxes"], *xy) if xy is not None and isinstance(state, dict) and state.get("boxes") else None
         if i is None:  # a tap beside every face: nothing changes
             return (*(gr.update(),) * (len(outputs) - 1), state)
         return await search(payload, str(i + 1) if i else W.largest, k_value, request)
@@ -321,10 +326,7 @@ def photo_tab(w: Wiring) -> dict[str, Any]:
 
     async def on_share(payload: Any, face_value: Any, k_value: Any, request: gr.Request) -> Any:
         try:
-            src, name = image_source(payload, w.guard)
-            if src is None:
-                raise BadInputError(W.nothing_to_share)
-            k_int = parse_k(k_value, cfg.k)
+            src, name, k_int = photo_and_k(payload, k_value, W.nothing_to_share)
             rid = await run_in_worker(w.budget, lambda: service.share(src, face_value, k_int, name=name))
         except Exception as e:
             w.errors.put(request, e)

@@ -122,7 +122,6 @@ class Words:
     photo_gone = "the photo searched is no longer on the page: upload it again"
     nothing_to_share = "upload a photo and search first"
     largest = "1 (largest)"  # the face picker's first option (rvs.app.answers.face_choices)
-    video_name, image_name, photo_names = "video", "image", ("photo 1", "photo 2")
 
 
 VIDEO_MODES = {"frame": "Frame (find the moment this picture was taken from)", "face": "Person (face)"}
@@ -331,7 +330,7 @@ def video_answer(res: VideoResult, path: Path, read_frames: Callable) -> VideoAn
     thr = 1.0 - res.threshold**2 / 2.0 if face else res.threshold
     marks = [] if closest_only else [(t, h.score if h is not None else float("nan"), c) for t, h, (_, c) in zip(times, hits, frames)]
     # A segment lasts until the next sample after its last one (never zero length); three columns fit a phone.
-    step = 1.0 / res.sample_fps if res.sample_fps > 0 else 0.0
+    step = _sample_step(res)
     spans = [span(s.start, s.end, step, res.duration) for s in segs]
     plot = similarity_chart(
         res.curve, spans, marks, threshold=thr, duration=res.duration,
@@ -353,10 +352,7 @@ def video_answer(res: VideoResult, path: Path, read_frames: Callable) -> VideoAn
         f"{res.width}x{res.height} video) · {t.get('total_s', 0):.1f} s"
         + (" (features cached)" if res.cached else "")
     )
-    data = res.to_dict(curve=False, hits=False)
-    data["seek_times"] = [round(s.best_time, 3) for s in segs]  # what a table row's click moves the player to
-    data["table_times"] = [row[0] for row in rows]  # a row's first cell: which row was tapped, even in a re-sorted table
-    data["frame_times"] = [round(t, 3) for t in times][: len(frames)]  # and a frame's
+    data = _with_player_times(res.to_dict(curve=False, hits=False), [s.best_time for s in segs], rows, times[: len(frames)])
     return VideoAnswer(frames, plot, rows, summary, data)
 
 
@@ -367,7 +363,7 @@ def moments_answer(res: VideoResult, path: Path, read_frames: Callable) -> Video
     times = [m.time for m in moments]
     frames = [(fit(img, 720)[0], m.caption()) for m, img in zip(moments, read_frames(path, times) if times else [])]
     thr = res.threshold if res.threshold == res.threshold else None  # NaN: nothing matched
-    step = 1.0 / res.sample_fps if res.sample_fps > 0 else 0.0
+    step = _sample_step(res)
     plot = similarity_chart(
         res.curve, [span(s.start, s.end, step, res.duration) for s in res.segments], [(m.time, m.score, m.caption()) for m in moments],
         threshold=thr, duration=res.duration, y_title="score", title=CHART_TITLES["moments"], words=CHART_WORDS,
@@ -379,11 +375,22 @@ def moments_answer(res: VideoResult, path: Path, read_frames: Callable) -> Video
         f"**{res.describe()}** · {res.n_samples} frames compared ({res.duration:.1f} s, {res.width}x{res.height} video) · "
         f"{t.get('total_s', 0):.1f} s" + (" (features cached)" if res.cached else "")
     )
-    data = res.to_dict(curve=False, hits=False)
-    data["seek_times"] = [round(m.time, 3) for m in res.moments]  # what a table row's click moves the player to
-    data["table_times"] = [row[0] for row in rows]  # a row's first cell: which row was tapped, even in a re-sorted table
-    data["frame_times"] = [round(t, 3) for t in times][: len(frames)]  # and a frame's
+    data = _with_player_times(res.to_dict(curve=False, hits=False), [m.time for m in res.moments], rows, times[: len(frames)])
     return VideoAnswer(frames, plot, rows, summary, data, TABLE_HEADERS)
+
+
+def _sample_step(res: VideoResult) -> float:
+    """Seconds between two samples of the search (0 when unknown)."""
+    return 1.0 / res.sample_fps if res.sample_fps > 0 else 0.0
+
+
+def _with_player_times(data: dict, row_times: list[float], rows: list[list[Any]], frame_times: list[float]) -> dict:
+    """`data` with where the player goes: "seek_times" per table row, "table_times" (each row's
+    first cell: which row was tapped, even in a re-sorted table), "frame_times" per frame shown."""
+    data["seek_times"] = [round(t, 3) for t in row_times]
+    data["table_times"] = [row[0] for row in rows]
+    data["frame_times"] = [round(t, 3) for t in frame_times]
+    return data
 
 
 def results_csv(data: dict) -> str | None:

@@ -60,6 +60,7 @@ from rvs.progress import Progress
 log = logging.getLogger(__name__)
 
 THUMB = 192
+SHARED_FACE_MARGIN = 0.4  # around a shared result's face crop (its tiles open face to face against it)
 
 
 class Service:
@@ -367,8 +368,6 @@ class Service:
         """Keep a search's answer for a link (rvs.app.shared): the search is run again here, so a
         shared answer is always rvs's own (never words a client sent), and what is kept is the
         searched face's crop, the answer's words and the tiles' gallery rows. Returns the id."""
-        from rvs.app.shared import SharedResults
-
         want = parse_face(face)
         if want == "all":
             raise BadInputError("share one face's result: pick a face number")
@@ -377,8 +376,8 @@ class Service:
         if not tiles:
             raise BadInputError("nothing to share: this search found no gallery faces")
         img = load_image(query, max_pixels=self.config.max_pixels, name=name)
-        crop = crop_box(img, tiles[0]["query_box"], margin=0.4, size=256)
-        store = SharedResults(Path(self.config.cache_dir) / "shared", self.config.app_share_days)
+        crop = crop_box(img, tiles[0]["query_box"], margin=SHARED_FACE_MARGIN, size=256)
+        store = self._shared_store()
         captions = [c for _, c in ans.matches]
         payload = {"summary": ans.summary, "rows": [t["item"] for t in tiles], "distances": [t["distance"] for t in tiles], "captions": captions, "model_id": self.index.model_id}
         return store.save(payload, crop)
@@ -386,9 +385,7 @@ class Service:
     def open_shared(self, rid: str) -> tuple[Image.Image, list, str, dict] | None:
         """A shared result by id: (the face, the tiles, the answer, what each tile is: for opening
         it face to face against the shared face crop), or None (unknown or expired)."""
-        from rvs.app.shared import SharedResults
-
-        got = SharedResults(Path(self.config.cache_dir) / "shared", self.config.app_share_days).load(rid)
+        got = self._shared_store().load(rid)
         if got is None or self.index is None:
             return None
         payload, face = got
@@ -397,8 +394,8 @@ class Service:
         rows, captions = payload.get("rows", []), payload.get("captions", [])
         dists = payload.get("distances") or [None] * len(rows)
         keep = [(r, str(c), d) for r, c, d in zip(rows, captions, dists) if isinstance(r, int) and 0 <= r < len(self.index)]
-        # The crop was cut with margin 0.4 around the face (share): the face is its central 1/1.8.
-        side = face.width / 1.8
+        # The crop was cut with SHARED_FACE_MARGIN around the face (share): the face is its centre.
+        side = face.width / (1 + 2 * SHARED_FACE_MARGIN)
         box = [round((face.width - side) / 2, 1), round((face.height - side) / 2, 1), round((face.width + side) / 2, 1), round((face.height + side) / 2, 1)]
         refs = [{"item": r, "distance": d, "query_box": box} for r, _, d in keep if isinstance(d, (int, float))]
         data = {"shared": rid, "tiles": refs if len(refs) == len(keep) else []}
@@ -406,10 +403,13 @@ class Service:
 
     def shared_face(self, rid: str) -> Image.Image | None:
         """The face crop a shared result keeps (what its tiles open face to face against)."""
+        got = self._shared_store().load(str(rid))
+        return got[1] if got is not None else None
+
+    def _shared_store(self):
         from rvs.app.shared import SharedResults
 
-        got = SharedResults(Path(self.config.cache_dir) / "shared", self.config.app_share_days).load(str(rid))
-        return got[1] if got is not None else None
+        return SharedResults(Path(self.config.cache_dir) / "shared", self.config.app_share_days)
 
     def face_to_face(self, query: ImageLike, tile: dict, name: str | None = None) -> tuple[Image.Image, Image.Image, str, list]:
         """A result tile opened: (the query's face at full resolution, the gallery photo with its
